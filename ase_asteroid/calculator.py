@@ -1,0 +1,63 @@
+"""AsteroidCalculator: an ASE calculator for any ase_asteroid force field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from ase.calculators.calculator import Calculator, all_changes
+
+from .checkpoint import load_checkpoint
+from .data.dataset import element_symbol
+from .graph import make_graph
+from .models import ForceField
+
+
+class AsteroidCalculator(Calculator):
+    """Energy (eV) and forces (eV/Å) from a checkpoint path or a :class:`ForceField`.
+
+    device: torch device ("cpu", "cuda"); dtype: torch.float32 or torch.float64 (default:
+    the model's own); fidelity: which energy references to use (default the model's first).
+    The models work in eV and Å, ASE's own units, so nothing is converted at this boundary.
+    """
+
+    implemented_properties = ("energy", "free_energy", "forces")
+
+    def __init__(self, model: ForceField | str | Path, device: str | torch.device = "cpu",
+                 dtype: torch.dtype | None = None, fidelity: str | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        if isinstance(model, (str, Path)):
+            model = load_checkpoint(model, device=device, dtype=dtype)
+        elif isinstance(model, ForceField):
+            model = model.to(device=device, dtype=dtype or model.dtype).eval()
+        else:
+            raise TypeError(f"model must be a checkpoint path or a ForceField, got {type(model).__name__}")
+        self.model = model
+        self.fidelity = model.fidelities[model.fidelity_index(fidelity)]
+
+    def _check(self, atoms) -> None:
+        known = set(self.model.species)
+        unknown = [(i, int(z)) for i, z in enumerate(atoms.numbers) if int(z) not in known]
+        if unknown:
+            listed = ", ".join(f"{element_symbol(z)} (atom {i})" for i, z in unknown[:10])
+            more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
+            known_symbols = ", ".join(element_symbol(z) for z in sorted(known))
+            raise ValueError(f"this model was never trained on {listed}{more}; "
+                             f"it knows {known_symbols}")
+        bad = np.flatnonzero(~np.isfinite(atoms.positions).all(axis=1))
+        if len(bad):
+            raise ValueError(f"non-finite positions for atom(s) {bad[:10].tolist()}")
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes) -> None:
+        super().calculate(atoms, properties, system_changes)
+        self._check(self.atoms)
+        periodic = bool(self.atoms.pbc.any())
+        graph = make_graph(self.atoms.numbers, self.atoms.positions, self.model.cutoff,
+                           cell=self.atoms.cell.array if periodic else None,
+                           pbc=tuple(bool(p) for p in self.atoms.pbc),
+                           fidelity=self.model.fidelity_index(self.fidelity))
+        output = self.model(graph)
+        energy = float(output["energy"].detach().double().cpu()[0])
+        self.results = {"energy": energy, "free_energy": energy,
+                        "forces": output["forces"].detach().double().cpu().numpy()}

@@ -1,0 +1,92 @@
+"""Dataset tools: seeded splits, duplicate removal, leakage filtering, centering.
+
+Geometries are compared by the maximum absolute coordinate difference (Å) between
+configurations with the same atomic numbers in the same order (as in MD17 and rMD17,
+whose atom order is shared between files of one molecule).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Sequence
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+from .dataset import Dataset
+
+
+def split_indices(n: int, sizes: Sequence[int], seed: int = 0) -> list[np.ndarray]:
+    """Disjoint index sets of the given sizes from ``default_rng(seed).permutation(n)``.
+
+    The last size may be -1 for "all the rest". Matches the benchmark protocol:
+    ``split_indices(1000, [200, 50], 0)`` is ``perm[:200], perm[200:250]``.
+    """
+    sizes = list(sizes)
+    if sizes and sizes[-1] == -1:
+        sizes[-1] = n - sum(sizes[:-1])
+    if any(s < 0 for s in sizes) or sum(sizes) > n:
+        raise ValueError(f"split sizes {list(sizes)} do not fit in {n} configurations")
+    perm = np.random.default_rng(seed).permutation(n)
+    bounds = np.cumsum([0] + sizes)
+    return [perm[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def split(dataset: Dataset, sizes: Sequence[int], seed: int = 0) -> list[Dataset]:
+    """Seeded random split of `dataset` into parts of the given sizes (last may be -1)."""
+    return [dataset.subset(idx) for idx in split_indices(len(dataset), sizes, seed)]
+
+
+def _groups(dataset: Dataset) -> dict[tuple, list[int]]:
+    """Indices grouped by their atomic-number sequence (only these are comparable)."""
+    groups: dict[tuple, list[int]] = defaultdict(list)
+    for i, config in enumerate(dataset):
+        groups[tuple(int(z) for z in config.numbers)].append(i)
+    return groups
+
+
+def _flat(dataset: Dataset, indices) -> np.ndarray:
+    return np.stack([dataset[i].positions.reshape(-1) for i in indices])
+
+
+def duplicate_indices(dataset: Dataset, tolerance_A: float = 1e-6) -> list[int]:
+    """Indices of configurations that repeat an earlier one within `tolerance_A`."""
+    duplicates = set()
+    for indices in _groups(dataset).values():
+        tree = cKDTree(_flat(dataset, indices))
+        for a, b in tree.query_pairs(tolerance_A, p=np.inf):
+            duplicates.add(indices[max(a, b)])
+    return sorted(duplicates)
+
+
+def remove_duplicates(dataset: Dataset, tolerance_A: float = 1e-6) -> Dataset:
+    """`dataset` without repeated geometries (the first occurrence is kept)."""
+    drop = set(duplicate_indices(dataset, tolerance_A))
+    return dataset.subset(i for i in range(len(dataset)) if i not in drop)
+
+
+def leaking_indices(dataset: Dataset, test: Dataset, tolerance_A: float = 1e-3) -> list[int]:
+    """Indices of `dataset` within `tolerance_A` (max coordinate difference) of any test configuration."""
+    test_groups = _groups(test)
+    leaking = []
+    for key, indices in _groups(dataset).items():
+        if key not in test_groups:
+            continue
+        tree = cKDTree(_flat(test, test_groups[key]))
+        distance, _ = tree.query(_flat(dataset, indices), p=np.inf, distance_upper_bound=tolerance_A)
+        leaking += [i for i, d in zip(indices, distance) if np.isfinite(d)]
+    return sorted(leaking)
+
+
+def remove_leakage(dataset: Dataset, test: Dataset, tolerance_A: float = 1e-3) -> Dataset:
+    """`dataset` without any configuration that matches one of `test` (e.g. rMD17 vs a CCSD test set)."""
+    drop = set(leaking_indices(dataset, test, tolerance_A))
+    return dataset.subset(i for i in range(len(dataset)) if i not in drop)
+
+
+def center(dataset: Dataset) -> Dataset:
+    """Move each non-periodic configuration's geometric centre to the origin
+    (rMD17 benzene drifts ~200 Å away). Periodic ones are left as they are."""
+    configs = [c if any(c.pbc) else c.with_(positions=c.positions - c.positions.mean(axis=0))
+               for c in dataset]
+    return Dataset(configs, dataset.source, dict(dataset.source_units))

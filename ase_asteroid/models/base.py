@@ -1,0 +1,137 @@
+"""The ForceField interface shared by every backend.
+
+A backend computes one invariant energy contribution per atom, ε_i. The interface turns
+it into the total energy of each graph g,
+
+    E_g = Σ_{i∈g} ( scale · ε_i + shift + E0[fidelity_g, Z_i] ),
+
+with per-fidelity reference energies E0 (eV) and a scale (eV) and per-atom shift (eV)
+fitted from data, and into forces F = -∂E/∂r by automatic differentiation (one helper,
+:func:`energy_and_forces`, for every model). Energies and forces are in eV and eV/Å.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Callable, Mapping
+
+import torch
+from torch import nn
+
+from ..data.dataset import element_symbol
+from ..graph import Batch
+
+
+def energy_and_forces(energy_fn: Callable[[torch.Tensor], torch.Tensor], positions: torch.Tensor,
+                      compute_forces: bool = True, create_graph: bool = False
+                      ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Energies [B] = energy_fn(positions) and forces [N, 3] = -dE/dr by autograd.
+
+    `positions` is not modified: a copy that requires grad is differentiated unless the
+    caller's tensor already requires grad (then forces stay differentiable w.r.t. it).
+    create_graph keeps the graph of the forces, as force-matching training needs.
+    """
+    if compute_forces and not positions.requires_grad:
+        positions = positions.detach().clone().requires_grad_(True)
+    energy = energy_fn(positions)
+    if not compute_forces:
+        return energy, None
+    (gradient,) = torch.autograd.grad(energy.sum(), positions, create_graph=create_graph)
+    return energy, -gradient
+
+
+class ForceField(nn.Module):
+    """Base of all models: ``forward(batch) -> {"energy": [B] eV, "forces": [N, 3] eV/Å}``.
+
+    Subclasses set nothing but ``node_energies``. ``config`` is a frozen dataclass of plain
+    values with ``name``, ``species`` and ``cutoff`` (Å).
+    """
+
+    def __init__(self, config) -> None:
+        super().__init__()
+        self.config = config
+        self.species = tuple(config.species)
+        self.cutoff = float(config.cutoff)
+        lookup = torch.full((119,), -1, dtype=torch.long)
+        lookup[list(self.species)] = torch.arange(len(self.species))
+        self.register_buffer("species_lookup", lookup, persistent=False)
+        self.fidelities: tuple[str, ...] = ("default",)
+        self.register_buffer("atomic_energies", torch.zeros(1, len(self.species)), persistent=False)
+        self.register_buffer("scale", torch.tensor(1.0), persistent=False)
+        self.register_buffer("shift", torch.tensor(0.0), persistent=False)
+        self.history: list[dict] = []
+
+    # --- what a backend implements -------------------------------------------------
+    def node_energies(self, batch: Batch, positions: torch.Tensor,
+                      species: torch.Tensor) -> torch.Tensor:
+        """Per-atom energy contributions ε [N] (dimensionless, multiplied by ``scale``)."""
+        raise NotImplementedError
+
+    # --- normalisation ---------------------------------------------------------------
+    def set_normalization(self, references: Mapping[str, Mapping[int, float]],
+                          scale: float = 1.0, shift: float = 0.0) -> None:
+        """Per-fidelity reference energies {fidelity: {Z: eV}}, scale (eV) and shift (eV/atom).
+        The first fidelity is the default one."""
+        if not references:
+            raise ValueError("references must name at least one fidelity")
+        table = torch.zeros(len(references), len(self.species), dtype=torch.float64)
+        for row, (fidelity, per_element) in enumerate(references.items()):
+            for z, energy in per_element.items():
+                if int(z) not in self.species:
+                    raise ValueError(f"reference energy for {element_symbol(int(z))}, "
+                                     f"which is not among the model's species {self.species}")
+                table[row, self.species.index(int(z))] = float(energy)
+        self.fidelities = tuple(references)
+        self.atomic_energies = table.to(self.atomic_energies.dtype).to(self.atomic_energies.device)
+        self.scale.fill_(float(scale))
+        self.shift.fill_(float(shift))
+
+    @property
+    def energy_references(self) -> dict[str, dict[int, float]]:
+        """{fidelity: {Z: E0 in eV}}."""
+        rows = self.atomic_energies.detach().cpu().double().tolist()
+        return {f: {z: e for z, e in zip(self.species, row)} for f, row in zip(self.fidelities, rows)}
+
+    def fidelity_index(self, fidelity: str | None) -> int:
+        """Row of `fidelity` in the reference table; None gives the default (0)."""
+        if fidelity is None:
+            return 0
+        if fidelity not in self.fidelities:
+            raise ValueError(f"unknown fidelity {fidelity!r}; this model knows {list(self.fidelities)}")
+        return self.fidelities.index(fidelity)
+
+    # --- forward -----------------------------------------------------------------------
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.atomic_energies.dtype
+
+    def species_indices(self, numbers: torch.Tensor) -> torch.Tensor:
+        """Row of each atom's element in the model's species; ValueError for unknown elements."""
+        index = self.species_lookup[numbers]
+        if (index < 0).any():
+            unknown = sorted({element_symbol(int(z)) for z in numbers[index < 0]})
+            known = [element_symbol(z) for z in self.species]
+            raise ValueError(f"element(s) {unknown} were never seen by this model (knows {known})")
+        return index
+
+    def forward(self, batch: Batch, compute_forces: bool = True,
+                create_graph: bool | None = None) -> dict[str, torch.Tensor]:
+        """{"energy": [B] eV, "forces": [N, 3] eV/Å}; the batch is never modified.
+        create_graph defaults to ``self.training`` (force losses need it)."""
+        batch = batch.to(self.atomic_energies.device, self.dtype)
+        species = self.species_indices(batch.numbers)
+        create_graph = self.training if create_graph is None else create_graph
+
+        def total_energy(positions: torch.Tensor) -> torch.Tensor:
+            eps = self.node_energies(batch, positions, species)
+            e0 = self.atomic_energies[batch.fidelity[batch.batch], species]
+            per_atom = self.scale * eps + self.shift + e0
+            return torch.zeros(batch.num_graphs, dtype=per_atom.dtype,
+                               device=per_atom.device).index_add(0, batch.batch, per_atom)
+
+        energy, forces = energy_and_forces(total_energy, batch.positions, compute_forces, create_graph)
+        return {"energy": energy, "forces": forces}
+
+    def describe(self) -> dict:
+        """Plain description: name and config as a dict."""
+        return {"name": self.config.name, "config": asdict(self.config)}

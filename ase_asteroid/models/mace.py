@@ -1,0 +1,98 @@
+"""MACE force field built from mace-torch's modules (Batatia et al. 2022).
+
+The wrapped ``mace.modules.MACE`` has zero atomic energies; reference energies, scale and
+shift live in :class:`~ase_asteroid.models.base.ForceField`. ``self.mace`` is an ordinary
+mace-torch model, so mace-torch's own tools (e.g. MACECalculator) can run the same network.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+with warnings.catch_warnings():  # e3nn's torch.load of its constants warns under torch 2.13
+    warnings.simplefilter("ignore", UserWarning)
+    import mace.modules  # mace before e3nn: e3nn alone fails under torch 2.13
+    from e3nn import o3
+import numpy as np
+import torch
+
+from ..graph import Batch
+from .base import ForceField
+from .config import check_common, check_positive, freeze_sequences
+
+
+@dataclass(frozen=True)
+class MACEConfig:
+    """MACE hyper-parameters; defaults are a small model that runs well on a CPU.
+
+    channels: feature channels per irrep; max_L: highest irrep of hidden features;
+    max_ell: highest spherical harmonic of edges; correlation: body order - 1 of products;
+    cutoff: Å; avg_num_neighbors: normalisation of message sums.
+    """
+
+    species: tuple[int, ...]
+    cutoff: float = 5.0
+    channels: int = 32
+    max_L: int = 1
+    max_ell: int = 3
+    correlation: int = 3
+    num_interactions: int = 2
+    num_bessel: int = 8
+    num_polynomial_cutoff: int = 5
+    radial_mlp: tuple[int, ...] = (64, 64, 64)
+    mlp_irreps: str = "16x0e"
+    avg_num_neighbors: float = 8.0
+    name: str = "mace"
+
+    def __post_init__(self) -> None:
+        check_common(self, "mace")
+        freeze_sequences(self, "radial_mlp")
+        check_positive(self, "channels", "max_ell", "correlation", "num_interactions",
+                       "num_bessel", "num_polynomial_cutoff", "avg_num_neighbors")
+        if not 0 <= self.max_L <= 3:
+            raise ValueError(f"max_L must be 0..3, got {self.max_L}")
+
+    @property
+    def hidden_irreps(self) -> str:
+        """e.g. '32x0e + 32x1o' for channels=32, max_L=1."""
+        return " + ".join(f"{self.channels}x{l}{'e' if l % 2 == 0 else 'o'}"
+                          for l in range(self.max_L + 1))
+
+
+class MACEForceField(ForceField):
+    """MACE backend: ε_i is mace-torch's node energy."""
+
+    def __init__(self, config: MACEConfig) -> None:
+        super().__init__(config)
+        block = mace.modules.interaction_classes["RealAgnosticResidualInteractionBlock"]
+        with warnings.catch_warnings():  # TorchScript chatter from e3nn's code generation
+            warnings.filterwarnings("ignore", message="The TorchScript type system")
+            self.mace = self._build(config, block)
+
+    @staticmethod
+    def _build(config: MACEConfig, block) -> "mace.modules.MACE":
+        return mace.modules.MACE(
+            r_max=config.cutoff, num_bessel=config.num_bessel,
+            num_polynomial_cutoff=config.num_polynomial_cutoff, max_ell=config.max_ell,
+            interaction_cls=block, interaction_cls_first=block,
+            num_interactions=config.num_interactions, num_elements=len(config.species),
+            hidden_irreps=o3.Irreps(config.hidden_irreps), MLP_irreps=o3.Irreps(config.mlp_irreps),
+            atomic_energies=np.zeros(len(config.species)),
+            avg_num_neighbors=config.avg_num_neighbors, atomic_numbers=list(config.species),
+            correlation=config.correlation, gate=torch.nn.functional.silu,
+            radial_MLP=list(config.radial_mlp))
+
+    def node_energies(self, batch: Batch, positions: torch.Tensor,
+                      species: torch.Tensor) -> torch.Tensor:
+        data = {
+            "positions": positions,
+            "node_attrs": torch.nn.functional.one_hot(species, len(self.species)).to(positions.dtype),
+            "edge_index": batch.edge_index,
+            "shifts": batch.shifts,
+            "unit_shifts": torch.zeros_like(batch.shifts),
+            "cell": batch.cell.reshape(-1, 3),
+            "batch": batch.batch,
+            "ptr": batch.ptr,
+        }
+        return self.mace(data, training=self.training, compute_force=False)["node_energy"]

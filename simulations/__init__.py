@@ -1,0 +1,1 @@
+"""Molecular dynamics with ase_asteroid force fields: stability sweeps, batched replicas."""
