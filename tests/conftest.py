@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -38,6 +40,20 @@ def tiny_model(name: str, data, dtype=torch.float64):
     return model
 
 
+@pytest.fixture(scope="session")
+def _pristine_models(xtb_data):
+    return {name: tiny_model(name, xtb_data) for name in TINY_CONFIGS}
+
+
 @pytest.fixture(params=sorted(TINY_CONFIGS))
-def model(request, xtb_data):
-    return tiny_model(request.param, xtb_data)
+def model(request, _pristine_models):
+    """A fresh copy of each backend's tiny model (float64), safe to modify."""
+    return copy.deepcopy(_pristine_models[request.param])
+
+
+def thermalize(atoms, temperature_K: float, seed: int) -> None:
+    """Maxwell-Boltzmann momenta with ASE >= 3.29's thermalize_momenta or the older name."""
+    from ase.md import velocitydistribution as vd
+
+    set_momenta = getattr(vd, "thermalize_momenta", None) or vd.MaxwellBoltzmannDistribution
+    set_momenta(atoms, temperature_K=temperature_K, rng=np.random.default_rng(seed))

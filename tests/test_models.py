@@ -1,0 +1,127 @@
+"""Physics conformance of every backend, and proof that the checks can fail."""
+
+import numpy as np
+import pytest
+import torch
+
+from ase_asteroid import testing
+from ase_asteroid.graph import batch_configurations
+from ase_asteroid.models import ForceField, build_model, config_from_dict
+from conftest import TINY_CONFIGS, tiny_model
+
+
+def test_forces_are_the_exact_negative_gradient(model, xtb_data):
+    assert testing.check_finite_difference_forces(model, xtb_data[0]) < 1e-6
+
+
+def test_rotation_translation_permutation_invariance(model, xtb_data):
+    testing.check_invariances(model, xtb_data[1], seed=1)
+
+
+def test_batched_equals_single(model, xtb_data, lj_data):
+    testing.check_batched_equals_single(model, [xtb_data[0], lj_data[3], xtb_data[7]])
+
+
+def test_calculator_equals_model(model, xtb_data):
+    testing.check_calculator_matches_model(model, xtb_data[2])
+
+
+def test_float32_agrees_with_float64(model, xtb_data):
+    single = model.to(torch.float32)(batch_configurations(xtb_data[:2], model.cutoff))
+    double = model.to(torch.float64)(batch_configurations(xtb_data[:2], model.cutoff))
+    assert single["energy"].dtype == torch.float32
+    assert torch.allclose(single["forces"].double(), double["forces"], atol=1e-4)
+
+
+def test_forward_does_not_modify_the_batch(model, xtb_data):
+    batch = batch_configurations(xtb_data[:2], model.cutoff)
+    before = batch.positions.clone()
+    model(batch)
+    assert torch.equal(batch.positions, before) and not batch.positions.requires_grad
+
+
+def test_energy_references_are_per_fidelity(xtb_data):
+    model = tiny_model("egnn", xtb_data)
+    model.set_normalization({"ccsd(t)": {1: -1.0, 6: -2.0, 8: -3.0},
+                             "pbe": {1: 0.0, 6: 0.0, 8: 0.0}}, scale=1.0)
+    batch = batch_configurations([xtb_data[0]] * 2, model.cutoff)
+    batch.fidelity = torch.tensor([0, 1])
+    energy = model(batch)["energy"]
+    assert (energy[0] - energy[1]).item() == pytest.approx(6 * -1.0 + 2 * -2.0 - 3.0)
+    assert model.fidelity_index("pbe") == 1
+    with pytest.raises(ValueError, match="unknown fidelity 'dft'"):
+        model.fidelity_index("dft")
+
+
+def test_unknown_element_is_named(model, xtb_data):
+    config = xtb_data[0]
+    numbers = config.numbers.copy()
+    numbers[0] = 7
+    with pytest.raises(ValueError, match=r"\['N'\] were never seen"):
+        model(batch_configurations([config.with_(numbers=numbers)], model.cutoff))
+
+
+def test_same_seed_same_weights_different_seed_different(xtb_data):
+    config = TINY_CONFIGS["egnn"]
+    a, b, c = build_model(config, seed=1), build_model(config, seed=1), build_model(config, seed=2)
+    state_a, state_b, state_c = a.state_dict(), b.state_dict(), c.state_dict()
+    assert all(torch.equal(state_a[k], state_b[k]) for k in state_a)
+    assert not all(torch.equal(state_a[k], state_c[k]) for k in state_a)
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"name": "schnet", "species": [1]}, "unknown model 'schnet'"),
+    ({"name": "mace", "species": [1], "chanels": 8}, r"unknown option\(s\).*chanels"),
+    ({"name": "mace", "species": []}, "at least one"),
+    ({"name": "egnn", "species": [1, 200]}, "1..118"),
+    ({"name": "egnn", "species": [1], "cutoff": -1.0}, "cutoff must be positive"),
+    ({"name": "mace", "species": [1], "max_L": 5}, "max_L"),
+    ({"name": "egnn", "species": [1], "num_layers": 0}, "num_layers must be positive"),
+])
+def test_bad_configs_are_rejected_with_a_reason(values, message):
+    with pytest.raises(ValueError, match=message):
+        config_from_dict(values)
+
+
+def test_config_from_json_lists_equals_the_original():
+    config = TINY_CONFIGS["mace"]
+    from dataclasses import asdict
+    import json
+    assert config_from_dict(json.loads(json.dumps(asdict(config)))) == config
+
+
+# --- the checks must be able to fail -----------------------------------------------------------
+
+class WrongForces(ForceField):
+    """Energy of a real model, forces scaled by 1.01: not the gradient of its energy."""
+
+    def __init__(self, inner):
+        super().__init__(inner.config)
+        self.inner = inner
+
+    def forward(self, batch, compute_forces=True, create_graph=None):
+        out = self.inner(batch, compute_forces, create_graph)
+        return {"energy": out["energy"], "forces": 1.01 * out["forces"]}
+
+
+class NotRotationInvariant(ForceField):
+    """Adds a term that depends on absolute x coordinates."""
+
+    def __init__(self, inner):
+        super().__init__(inner.config)
+        self.inner = inner
+
+    def node_energies(self, batch, positions, species):
+        return self.inner.node_energies(batch, positions, species) + 0.1 * positions[:, 0] ** 2
+
+
+def test_finite_difference_check_catches_wrong_forces(xtb_data):
+    broken = WrongForces(tiny_model("egnn", xtb_data))
+    with pytest.raises(AssertionError, match="finite differences"):
+        testing.check_finite_difference_forces(broken, xtb_data[0])
+
+
+def test_invariance_check_catches_a_non_invariant_model(xtb_data):
+    broken = NotRotationInvariant(tiny_model("egnn", xtb_data)).double()
+    with pytest.raises(AssertionError, match="not invariant under rotation"):
+        testing.check_invariances(broken, xtb_data[0])
