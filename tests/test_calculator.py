@@ -71,7 +71,7 @@ def test_optimizer_lowers_the_energy(model, ethanol):
 def test_langevin_md_runs(model, ethanol):
     ethanol.calc = AsteroidCalculator(model)
     thermalize(ethanol, 300, seed=0)
-    dyn = Langevin(ethanol, 0.5 * units.fs, temperature_K=300, friction=0.01 / units.fs,
+    dyn = Langevin(ethanol, 0.5 * units.fs, temperature_K=300, friction=0.01 / units.fs, fixcm=False,
                    rng=np.random.default_rng(0))
     dyn.run(20)
     assert dyn.nsteps == 20 and np.isfinite(ethanol.positions).all()
