@@ -135,3 +135,13 @@ def batch_configurations(configs: Sequence[Configuration], cutoff_A: float,
                          fidelity_index: Mapping[str, int] | None = None) -> Batch:
     """One batch of many configurations."""
     return collate([graph_from_configuration(c, cutoff_A, fidelity_index) for c in configs])
+
+
+def average_num_neighbors(configs: Sequence[Configuration], cutoff_A: float) -> float:
+    """Mean number of neighbours within `cutoff_A` per atom (MACE's and EGNN's
+    ``avg_num_neighbors`` normalisation, best set from the training data)."""
+    edges = sum(radius_graph(c.positions, cutoff_A, c.cell, c.pbc)[0].shape[1] for c in configs)
+    atoms = sum(c.n_atoms for c in configs)
+    if atoms == 0:
+        raise ValueError("no atoms to count neighbours of")
+    return edges / atoms

@@ -26,7 +26,13 @@ def test_split_is_seeded_and_checked(xtb_data):
 
 
 def _shifted(dataset, indices, by):
-    return Dataset([dataset[i].with_(positions=dataset[i].positions + by) for i in indices])
+    """Copies with atom 0 moved by `by` Å along x (this changes interatomic distances)."""
+    moved = []
+    for i in indices:
+        positions = dataset[i].positions.copy()
+        positions[0, 0] += by
+        moved.append(dataset[i].with_(positions=positions))
+    return Dataset(moved)
 
 
 def test_duplicates_are_found_within_tolerance(xtb_data):
@@ -44,8 +50,20 @@ def test_leakage_filter_drops_test_geometries(xtb_data):
     assert len(remove_leakage(xtb_data, test, tolerance_A=1e-4)) == 40
 
 
+def test_leakage_is_found_in_another_frame(xtb_data):
+    """The MD17 ethanol CCSD(T) file and rMD17 store the same geometries in different frames."""
+    from ase_asteroid.testing import random_rotation
+    rotation = random_rotation(np.random.default_rng(0))
+    test = Dataset([xtb_data[i].with_(positions=xtb_data[i].positions @ rotation.T + 2.0) for i in (3, 8)])
+    assert leaking_indices(xtb_data, test) == [3, 8]
+    assert leaking_indices(xtb_data, test, compare="coordinates") == []
+    assert duplicate_indices(xtb_data + test) == [40, 41]
+    with pytest.raises(ValueError, match="compare must be one of"):
+        leaking_indices(xtb_data, test, compare="rmsd")
+
+
 def test_center_moves_the_molecule_to_the_origin(xtb_data):
-    far = _shifted(xtb_data, range(3), np.array([-181.0, 120.0, 201.0]))
+    far = Dataset([c.with_(positions=c.positions + [-181.0, 120.0, 201.0]) for c in xtb_data[:3]])
     centered = center(far)
     for before, after in zip(far, centered):
         assert np.allclose(after.positions.mean(axis=0), 0.0, atol=1e-12)

@@ -57,3 +57,10 @@ def test_unlabelled_configurations_have_nan_targets(xtb_data):
 def test_cutoff_extremes(xtb_data, cutoff):
     edge_index, _ = radius_graph(xtb_data[0].positions, cutoff)
     assert edge_index.shape[1] == (0 if cutoff < 0.9 else 72)
+
+
+def test_average_num_neighbors(xtb_data):
+    from ase_asteroid.graph import average_num_neighbors
+    assert average_num_neighbors(xtb_data[:3], 10.0) == 8.0          # everyone sees everyone
+    expected = np.mean([radius_graph(c.positions, 1.6)[0].shape[1] / 9 for c in xtb_data[:3]])
+    assert average_num_neighbors(xtb_data[:3], 1.6) == pytest.approx(expected)

@@ -114,3 +114,19 @@ def test_shared_aspirin_npz_and_xyz_agree_in_eV():
     np.testing.assert_allclose(e_npz, e_xyz, rtol=1e-12)   # -17592 eV: agreement to ~1e-8 eV
     np.testing.assert_allclose(f_npz, f_xyz, atol=1e-6)     # eV/Å
     np.testing.assert_allclose(r_npz, r_xyz, atol=1e-8)
+
+
+@pytest.mark.parametrize("theory, label", [
+    ("Psi4: CCSD(T), cc-pVTZ", "ccsd(t)"), ("CCSD(T)/cc-pVDZ", "ccsd(t)"),
+    (b"GFN2-xTB", "gfn2-xtb"), (b"", None), ("", None)])
+def test_fidelity_from_the_theory_field(theory, label):
+    from ase_asteroid.data.readers import _theory_label
+    assert _theory_label(np.array(theory)) == label
+
+
+@pytest.mark.skipif(not SHARED_MD17.is_dir(), reason="../shared/data/md17 not present")
+def test_shared_files_get_their_level_of_theory():
+    assert read_dataset(SHARED_MD17 / "ethanol_ccsd_t-train.npz").fidelities == ("ccsd(t)",)
+    assert read_dataset(SHARED_MD17 / "aspirin_ccsd-test.npz").fidelities == ("ccsd",)
+    rmd17 = read_dataset(SHARED_MD17 / "rmd17_ethanol_train_01.npz")
+    assert rmd17.fidelities == ("pbe/def2-svp",) and len(rmd17) == 1000

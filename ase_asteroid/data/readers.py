@@ -7,6 +7,7 @@ and the problem (missing keys, mismatched shapes, non-finite values, unknown ele
 
 from __future__ import annotations
 
+import re
 import zipfile
 from pathlib import Path
 
@@ -84,12 +85,13 @@ def _require(path, arrays, keys) -> None:
 
 
 def _theory_label(theory) -> str | None:
-    """'CCSD(T)/cc-pVTZ' -> 'ccsd(t)'; empty or absent -> None."""
+    """'CCSD(T)/cc-pVTZ' or 'Psi4: CCSD(T), cc-pVTZ' -> 'ccsd(t)'; empty or absent -> None."""
     if theory is None or not np.size(theory):
         return None
     text = np.asarray(theory).reshape(-1)[0]
     text = text.decode(errors="replace") if isinstance(text, bytes) else str(text)
-    return text.split("/")[0].strip().lower() or None
+    method = re.split(r"[,/]", text.split(":", 1)[-1])[0]   # 'Psi4: CCSD(T), cc-pVTZ'
+    return method.strip().lower() or None
 
 
 def _name_label(path: Path) -> str | None:

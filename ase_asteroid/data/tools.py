@@ -1,8 +1,14 @@
 """Dataset tools: seeded splits, duplicate removal, leakage filtering, centering.
 
-Geometries are compared by the maximum absolute coordinate difference (Å) between
-configurations with the same atomic numbers in the same order (as in MD17 and rMD17,
-whose atom order is shared between files of one molecule).
+Two configurations are compared only if they have the same atomic numbers in the same
+order (as within one molecule's MD17 and rMD17 files). Their distance is the largest
+absolute difference (Å) of either
+
+- ``compare="distances"`` (default): all interatomic distances. Blind to rotation and
+  translation, which matters: the MD17 ethanol CCSD(T) file stores its geometries in a
+  different frame from rMD17, so 23 rMD17 ethanol configurations equal CCSD(T) ones by
+  their distances (to < 1e-3 Å) while their coordinates differ by up to 3.4 Å;
+- ``compare="coordinates"``: Cartesian coordinates (the same frame is assumed).
 """
 
 from __future__ import annotations
@@ -45,42 +51,58 @@ def _groups(dataset: Dataset) -> dict[tuple, list[int]]:
     return groups
 
 
-def _flat(dataset: Dataset, indices) -> np.ndarray:
-    return np.stack([dataset[i].positions.reshape(-1) for i in indices])
+COMPARISONS = ("distances", "coordinates")
 
 
-def duplicate_indices(dataset: Dataset, tolerance_A: float = 1e-6) -> list[int]:
+def _features(dataset: Dataset, indices, compare: str) -> np.ndarray:
+    """[len(indices), d] vectors whose max-norm difference is the geometry distance (Å)."""
+    if compare not in COMPARISONS:
+        raise ValueError(f"compare must be one of {COMPARISONS}, got {compare!r}")
+    positions = np.stack([dataset[i].positions for i in indices])
+    if compare == "coordinates":
+        return positions.reshape(len(indices), -1)
+    upper = np.triu_indices(positions.shape[1], 1)
+    vectors = positions[:, upper[0]] - positions[:, upper[1]]
+    return np.linalg.norm(vectors, axis=-1)
+
+
+def duplicate_indices(dataset: Dataset, tolerance_A: float = 1e-6,
+                      compare: str = "distances") -> list[int]:
     """Indices of configurations that repeat an earlier one within `tolerance_A`."""
     duplicates = set()
     for indices in _groups(dataset).values():
-        tree = cKDTree(_flat(dataset, indices))
+        tree = cKDTree(_features(dataset, indices, compare))
         for a, b in tree.query_pairs(tolerance_A, p=np.inf):
             duplicates.add(indices[max(a, b)])
     return sorted(duplicates)
 
 
-def remove_duplicates(dataset: Dataset, tolerance_A: float = 1e-6) -> Dataset:
+def remove_duplicates(dataset: Dataset, tolerance_A: float = 1e-6,
+                      compare: str = "distances") -> Dataset:
     """`dataset` without repeated geometries (the first occurrence is kept)."""
-    drop = set(duplicate_indices(dataset, tolerance_A))
+    drop = set(duplicate_indices(dataset, tolerance_A, compare))
     return dataset.subset(i for i in range(len(dataset)) if i not in drop)
 
 
-def leaking_indices(dataset: Dataset, test: Dataset, tolerance_A: float = 1e-3) -> list[int]:
-    """Indices of `dataset` within `tolerance_A` (max coordinate difference) of any test configuration."""
+def leaking_indices(dataset: Dataset, test: Dataset, tolerance_A: float = 1e-3,
+                    compare: str = "distances") -> list[int]:
+    """Indices of `dataset` within `tolerance_A` of any configuration of `test`."""
     test_groups = _groups(test)
     leaking = []
     for key, indices in _groups(dataset).items():
         if key not in test_groups:
             continue
-        tree = cKDTree(_flat(test, test_groups[key]))
-        distance, _ = tree.query(_flat(dataset, indices), p=np.inf, distance_upper_bound=tolerance_A)
+        tree = cKDTree(_features(test, test_groups[key], compare))
+        distance, _ = tree.query(_features(dataset, indices, compare), p=np.inf,
+                                 distance_upper_bound=tolerance_A)
         leaking += [i for i, d in zip(indices, distance) if np.isfinite(d)]
     return sorted(leaking)
 
 
-def remove_leakage(dataset: Dataset, test: Dataset, tolerance_A: float = 1e-3) -> Dataset:
+def remove_leakage(dataset: Dataset, test: Dataset, tolerance_A: float = 1e-3,
+                   compare: str = "distances") -> Dataset:
     """`dataset` without any configuration that matches one of `test` (e.g. rMD17 vs a CCSD test set)."""
-    drop = set(leaking_indices(dataset, test, tolerance_A))
+    drop = set(leaking_indices(dataset, test, tolerance_A, compare))
     return dataset.subset(i for i in range(len(dataset)) if i not in drop)
 
 
