@@ -14,8 +14,6 @@ PLANNED = {
     "evaluate": "energy and force errors of a checkpoint on a dataset",
     "quickstart": "train standard and ASTEROID models on the embedded demo data",
 }
-PLANNED_DATA = {"sample": "sample configurations (OpenMM/GAFF2, normal modes)",
-                "label": "label configurations (GFN2-xTB, PySCF, LJ)"}
 
 
 def data_info(path: str, as_json: bool = False, fidelity: str | None = None,
@@ -26,6 +24,59 @@ def data_info(path: str, as_json: bool = False, fidelity: str | None = None,
 
     summary = summarize(read_dataset(path, fidelity=fidelity, labels=labels))
     return json.dumps(summary, indent=2) if as_json else format_summary(summary)
+
+
+def _add_sample_parser(commands) -> None:
+    sample = commands.add_parser("sample", help="sample configurations (GAFF2 MD, normal modes, MD with a labeler)")
+    source = sample.add_mutually_exclusive_group(required=True)
+    source.add_argument("--smiles", help="the molecule as SMILES")
+    source.add_argument("--xyz", help="the molecule as a structure file (first frame)")
+    sample.add_argument("--method", required=True, choices=["gaff2-md", "normal-modes", "md"])
+    sample.add_argument("--calculator", default="gfn2-xtb",
+                        help="labeler for normal-modes (minimum, Hessian) and md (default gfn2-xtb)")
+    sample.add_argument("--temperature-K", type=float, required=True)
+    sample.add_argument("--n", type=int, required=True, help="number of configurations")
+    sample.add_argument("--every", type=int, default=20, help="MD steps between saved frames (default 20)")
+    sample.add_argument("--timestep-fs", type=float, default=0.5)
+    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--charge", type=int, default=0)
+    sample.add_argument("--out", required=True, help="output extxyz")
+    sample.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+
+
+def _add_label_parser(commands) -> None:
+    label = commands.add_parser("label", help="label configurations (gfn2-xtb, gfn1-xtb, gaff2, lj, pyscf:METHOD/BASIS)")
+    label.add_argument("file", help="structures to label (extxyz or anything ase.io reads)")
+    label.add_argument("--method", required=True, help="gfn2-xtb, gfn1-xtb, gaff2, lj or pyscf:METHOD/BASIS")
+    label.add_argument("--out", required=True, help="output extxyz (written as results arrive)")
+    label.add_argument("--subset", type=int, help="label only this many, drawn with --seed")
+    label.add_argument("--seed", type=int, default=0)
+    label.add_argument("--charge", type=int, default=0)
+    where = label.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
+    where.add_argument("--scheduler", help="address of a Dask distributed scheduler")
+    mode = label.add_mutually_exclusive_group()
+    mode.add_argument("--append", action="store_true", help="continue into an existing output, skipping what is done")
+    mode.add_argument("--overwrite", action="store_true", help="start the output again")
+
+
+def data_sample(args) -> str:
+    from .labels.files import sample_to_file
+
+    frames = sample_to_file(args.out, args.method, args.n, args.temperature_K, smiles=args.smiles,
+                            xyz=args.xyz, calculator=args.calculator, every=args.every,
+                            timestep_fs=args.timestep_fs, seed=args.seed, charge=args.charge,
+                            overwrite=args.overwrite)
+    return f"wrote {len(frames)} configurations ({args.method}, {args.temperature_K} K) to {args.out}"
+
+
+def data_label(args) -> str:
+    from .labels.files import label_file
+
+    mode = "append" if args.append else "overwrite" if args.overwrite else "new"
+    report = label_file(args.file, args.method, args.out, subset=args.subset, seed=args.seed,
+                        workers=args.workers, scheduler=args.scheduler, mode=mode, charge=args.charge)
+    return report.summary()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,8 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--labels", choices=["new", "old"], default="new",
                       help="rMD17: recomputed PBE/def2-SVP (new) or original MD17 PBE+vdW-TS (old)")
     info.add_argument("--json", action="store_true", help="print JSON instead of text")
-    for name, text in PLANNED_DATA.items():
-        data_commands.add_parser(name, help=f"{text} (not yet available)")
+    _add_sample_parser(data_commands)
+    _add_label_parser(data_commands)
     for name, text in PLANNED.items():
         commands.add_parser(name, help=f"{text} (not yet available)")
     return parser
@@ -54,15 +105,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None or (args.command == "data" and args.data_command is None):
         parser.print_help()
         return 0
-    name = args.data_command if args.command == "data" else args.command
-    if name in PLANNED or name in PLANNED_DATA:
-        print(f"asteroid: '{name}' is not yet available in ase_asteroid {__version__}", file=sys.stderr)
+    if args.command in PLANNED:
+        print(f"asteroid: '{args.command}' is not yet available in ase_asteroid {__version__}", file=sys.stderr)
         return 2
-    from .data.dataset import DataError
-
+    run = {"info": lambda: data_info(args.file, args.json, args.fidelity, args.labels),
+           "sample": lambda: data_sample(args), "label": lambda: data_label(args)}[args.data_command]
     try:
-        print(data_info(args.file, args.json, args.fidelity, args.labels))
-    except DataError as error:
+        print(run())
+    except (ValueError, FileExistsError) as error:  # DataError and LabelError are ValueErrors
         print(f"asteroid: error: {error}", file=sys.stderr)
         return 1
     return 0

@@ -2,10 +2,12 @@ import json
 import subprocess
 import sys
 
+import ase.io
 import pytest
 
 from ase_asteroid import cli
 from simulations import cli as md_cli
+from ase_asteroid.data import read_dataset
 from conftest import FIXTURES
 
 
@@ -32,7 +34,7 @@ def test_data_info_bad_file_is_a_clear_error(tmp_path, capsys):
     assert "broken.npz: not a readable npz" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("argv", [["train"], ["quickstart"], ["data", "label"]])
+@pytest.mark.parametrize("argv", [["train"], ["quickstart"], ["evaluate"]])
 def test_planned_subcommands_say_so(argv, capsys):
     assert cli.main(argv) == 2
     assert "not yet available" in capsys.readouterr().err
@@ -50,3 +52,35 @@ def test_console_scripts_are_installed():
                                  f"print([e.value for e in entry_points(group='console_scripts') if e.name == '{script}'])"],
                                 capture_output=True, text=True, check=True)
         assert ":main" in result.stdout
+
+
+def test_sample_label_info_round_trip(tmp_path, capsys):
+    configs, labelled = tmp_path / "c.extxyz", tmp_path / "l.extxyz"
+    assert cli.main(["data", "sample", "--smiles", "CCO", "--method", "gaff2-md", "--temperature-K", "500",
+                     "--n", "6", "--every", "5", "--out", str(configs)]) == 0
+    assert cli.main(["data", "label", str(configs), "--method", "lj", "--subset", "4",
+                     "--out", str(labelled)]) == 0
+    assert "lj: 4 labelled" in capsys.readouterr().out
+    assert cli.main(["data", "info", str(labelled)]) == 0
+    assert "fidelity 'lj': 4 configurations" in capsys.readouterr().out
+    assert cli.main(["data", "label", str(configs), "--method", "lj", "--out", str(labelled), "--append"]) == 0
+    assert "2 labelled, 4 already" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["data", "sample", "--smiles", "C1CC", "--method", "gaff2-md", "--temperature-K", "300", "--n", "2"],
+     "cannot parse the SMILES"),
+    (["data", "label", "MISSING.extxyz", "--method", "lj"], "no such file"),
+    (["data", "label", "CONFIGS", "--method", "pyscf:nonsense/sto-3g"], "knows no method or functional"),
+    (["data", "label", "CONFIGS", "--method", "lj", "--out-exists"], "exists: pass --append"),
+])
+def test_bad_input_is_a_clear_error(argv, message, tmp_path, capsys):
+    configs = tmp_path / "configs.extxyz"
+    ase.io.write(configs, [c.to_atoms() for c in read_dataset(FIXTURES / "ethanol_lj.extxyz")[:2]])
+    out = tmp_path / "out.extxyz"
+    if "--out-exists" in argv:
+        out.write_text("keep me")
+        argv = [a for a in argv if a != "--out-exists"]
+    argv = [str(configs) if a == "CONFIGS" else str(tmp_path / a) if a == "MISSING.extxyz" else a for a in argv]
+    assert cli.main(argv + ["--out", str(out)]) == 1
+    assert message in capsys.readouterr().err
