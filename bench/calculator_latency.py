@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from docs_section import write_section
 
 VARIANTS = [f"{who}-{dtype}" for dtype in ("float32", "float64")
             for who in ("asteroid_mace", "macecalculator", "asteroid_egnn")]
@@ -92,16 +93,6 @@ def table(results: dict[str, dict], calls: int) -> str:
         lines.append(f"\nSame network check ({dtype}): AsteroidCalculator {ours['energy_eV']:.10f} eV, "
                      f"MACECalculator {theirs['energy_eV']:.10f} eV.")
     return "\n".join(lines)
-
-
-def write_section(path: Path, name: str, command: str, body: str) -> None:
-    """Replace (or append) the section between markers for `name` in docs/benchmarks.md."""
-    begin, end = f"<!-- begin {name} -->", f"<!-- end {name} -->"
-    section = f"{begin}\n```\n{command}\n```\n\n{body}\n{end}"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.S)
-    text = pattern.sub(lambda _: section, text) if pattern.search(text) else f"{text}\n{section}\n"
-    path.write_text(text)
 
 
 def main(argv=None) -> int:

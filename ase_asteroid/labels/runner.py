@@ -4,7 +4,7 @@ Each result is appended to the output extxyz as soon as it arrives (one complete
 per write, so Ctrl-C leaves a valid file); ``mode="append"`` skips what the file already
 holds; a configuration that fails is recorded with its reason in ``OUT.failed.json`` and
 reported, and the rest go on. Work runs in this process, in a local process pool
-(``workers``), or on a Dask cluster (``scheduler``). At the end the file is sorted by
+(``workers``), or on a Dask cluster (``scheduler``), through :mod:`ase_asteroid.parallel`. At the end the file is sorted by
 source index, so an interrupted-and-resumed run writes the same file as an uninterrupted one.
 """
 
@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import io
 import json
-import multiprocessing
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import ase.io
 import numpy as np
@@ -26,6 +24,7 @@ from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 from tqdm import tqdm
 
+from ..parallel import map_unordered
 from .base import Labeler
 
 MODES = ("new", "append", "overwrite")
@@ -94,44 +93,6 @@ def frame_text(labeler: Labeler, source: Atoms, result: dict) -> str:
     return buffer.getvalue()
 
 
-def _serial(labeler, frames, todo) -> Iterator[dict]:
-    for i in todo:
-        yield label_one(labeler, i, frames[i].numbers, frames[i].positions)
-
-
-def _limit_threads(threads: int) -> None:
-    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[name] = str(threads)
-
-
-def _pool(labeler, frames, todo, workers) -> Iterator[dict]:
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    # spawn, not fork: forking a process whose OpenMP/BLAS threads are running can deadlock
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_limit_threads,
-                             initargs=(threads,)) as pool:
-        futures = [pool.submit(label_one, labeler, i, frames[i].numbers, frames[i].positions) for i in todo]
-        try:
-            for future in as_completed(futures):
-                yield future.result()
-        finally:
-            for future in futures:
-                future.cancel()
-
-
-def _dask(labeler, frames, todo, scheduler) -> Iterator[dict]:
-    from distributed import Client, as_completed as dask_completed
-
-    with Client(scheduler) as client:
-        futures = [client.submit(label_one, labeler, i, frames[i].numbers, frames[i].positions, pure=False)
-                   for i in todo]
-        try:
-            for future in dask_completed(futures):
-                yield future.result()
-        finally:
-            client.cancel(futures)
-
-
 def _prepare_output(out: Path, mode: str) -> list[Atoms]:
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -159,7 +120,7 @@ def label_configurations(frames: Sequence[Atoms], labeler: Labeler, out, *, subs
     """Label `frames` (or a seeded `subset`) with `labeler` into the extxyz file `out`."""
     out = Path(out)
     if workers < 1:
-        raise ValueError(f"workers must be at least 1, got {workers}")
+        raise ValueError(f"workers must be at least 1, got {workers}")  # before any file is touched
     indices = choose_subset(len(frames), subset, seed)
     labeler.prepare(frames[indices[0]])
     done = _prepare_output(out, mode)
@@ -167,12 +128,8 @@ def label_configurations(frames: Sequence[Atoms], labeler: Labeler, out, *, subs
     todo = [i for i in indices if i not in done_indices]
     report = LabelReport(labeler.method, str(out), already_done=len(indices) - len(todo))
     failed_path = out.with_name(out.name + ".failed.json")
-    if scheduler:
-        results = _dask(labeler, frames, todo, scheduler)
-    elif workers > 1:
-        results = _pool(labeler, frames, todo, workers)
-    else:
-        results = _serial(labeler, frames, todo)
+    results = map_unordered(label_one, [(labeler, i, frames[i].numbers, frames[i].positions) for i in todo],
+                            workers, scheduler)
     start = time.perf_counter()
     with open(out, "a") as handle, tqdm(total=len(todo), desc=labeler.method, unit="label",
                                         disable=not progress) as bar:
