@@ -1,29 +1,119 @@
-"""``asteroid-md``: molecular dynamics with ase_asteroid force fields."""
+"""``asteroid-md``: molecular dynamics with ase_asteroid force fields (thin: calls functions)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
-PLANNED = {
-    "stability": "Langevin MD across step sizes and replicas, with divergence detection",
-    "run": "one Langevin MD run, written to a trajectory",
-}
+from .langevin import PAPER_FRICTION_PER_FS
+
+
+def read_molecule(path: str, frame: int = 0):
+    """One structure from an xyz/extxyz/traj or a dataset file (npz: its `frame`-th configuration)."""
+    from ase_asteroid.data import read_dataset
+
+    if not Path(path).exists():
+        raise ValueError(f"{path}: no such file")
+    data = read_dataset(path)
+    if not -len(data) <= frame < len(data):
+        raise ValueError(f"{path} has {len(data)} configurations; frame {frame} does not exist")
+    config = data[frame]
+    from ase import Atoms
+    return Atoms(numbers=config.numbers, positions=config.positions)
+
+
+def _common(parser) -> None:
+    parser.add_argument("--molecule", required=True, help="xyz/extxyz file or dataset file (npz, extxyz, db)")
+    parser.add_argument("--frame", type=int, default=0, help="which configuration of --molecule (default 0)")
+    parser.add_argument("--temperature-K", type=float, default=500.0)
+    parser.add_argument("--friction-per-fs", type=float, default=PAPER_FRICTION_PER_FS,
+                        help=f"Langevin friction (1/fs); default {PAPER_FRICTION_PER_FS:.4g}, the paper's 0.002 ASE units")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--bond-deviation-A", type=float, default=0.5, help="Fu et al. bond criterion (Å)")
+    parser.add_argument("--max-distance-increase-A", type=float, default=2.0,
+                        help="largest interatomic distance may grow by this much (Å)")
+    parser.add_argument("--max-temperature-factor", type=float, default=5.0)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="asteroid-md", description=(
-        "Molecular dynamics with ase_asteroid force fields."))
+        "Molecular dynamics with ase_asteroid force fields: stability sweeps across step sizes."))
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, text in PLANNED.items():
-        commands.add_parser(name, help=f"{text} (not yet available)")
+    stability = commands.add_parser("stability", help="Langevin MD across step sizes and replicas")
+    stability.add_argument("models", nargs="*", help="checkpoints (model.ckpt)")
+    stability.add_argument("--calculator", action="append", default=[],
+                           help="a reference method run beside the models (gfn2-xtb, gfn1-xtb, lj, gaff2); repeatable")
+    _common(stability)
+    stability.add_argument("--step-sizes-fs", type=float, nargs="+", default=[0.25, 0.5, 1.0, 2.0, 3.0])
+    stability.add_argument("--replicas", type=int, default=20)
+    stability.add_argument("--time-ps", type=float, default=1.0)
+    stability.add_argument("--save-trajectories", type=int, default=0, metavar="K",
+                           help="write trajectories of the first K replicas")
+    stability.add_argument("--out", default="stability_results", help="output folder")
+    stability.add_argument("--resume", action="store_true", help="continue a sweep in --out, skipping finished runs")
+    where = stability.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, default=1)
+    where.add_argument("--scheduler", help="address of a Dask distributed scheduler")
+    run = commands.add_parser("run", help="one Langevin MD run, written to a trajectory")
+    run.add_argument("model", help="checkpoint, or a reference method (gfn2-xtb, lj, ...)")
+    _common(run)
+    run.add_argument("--timestep-fs", type=float, default=0.5)
+    run.add_argument("--steps", type=int, default=1000)
+    run.add_argument("--traj", help="trajectory file to write (ASE .traj)")
+    run.add_argument("--traj-every", type=int, default=10)
     return parser
 
 
+def _criteria(args):
+    from .divergence import DivergenceCriteria
+    return DivergenceCriteria(args.bond_deviation_A, args.max_distance_increase_A, args.max_temperature_factor)
+
+
+def stability(args) -> str:
+    from .stability import SweepConfig, run_sweep, write_outputs
+
+    sources = {Path(m).stem: m for m in args.models} | {c: c for c in args.calculator}
+    if not sources:
+        raise ValueError("give at least one checkpoint or --calculator")
+    config = SweepConfig(tuple(args.step_sizes_fs), args.replicas, args.time_ps, args.temperature_K,
+                         args.friction_per_fs, args.seed, _criteria(args), save_trajectories=args.save_trajectories)
+    molecule = read_molecule(args.molecule, args.frame)
+    rows = run_sweep(sources, molecule, config, args.out, workers=args.workers, scheduler=args.scheduler,
+                     resume=args.resume)
+    table = write_outputs(rows, molecule, args.out)
+    return f"{table}\n\nstable runs / runs per step size; written to {args.out}/ (runs.csv, runs.json, summary.md, stability.png)"
+
+
+def run(args) -> str:
+    from .langevin import LangevinParameters
+    from .run import run_md
+    from .stability import REFERENCE_METHODS
+
+    molecule = read_molecule(args.molecule, args.frame)
+    if args.model in REFERENCE_METHODS:
+        from ase_asteroid.labels import get_labeler
+        labeler = get_labeler(args.model)
+        labeler.prepare(molecule)
+        calculator = labeler.calculator
+    else:
+        from ase_asteroid import AsteroidCalculator
+        calculator = AsteroidCalculator(args.model)
+    params = LangevinParameters(args.timestep_fs, args.temperature_K, args.friction_per_fs)
+    result = run_md(molecule, calculator, params, args.steps, args.seed, args.traj, args.traj_every, _criteria(args))
+    state = "stable" if result.stable else f"diverged ({result.reason})"
+    return f"{result.steps_completed} steps, {result.time_ps:.3f} ps: {state}" + (f"; trajectory {args.traj}" if args.traj else "")
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.command is None:
-        build_parser().print_help()
+        parser.print_help()
         return 0
-    print(f"asteroid-md: '{args.command}' is not yet available", file=sys.stderr)
-    return 2
+    try:
+        print({"stability": stability, "run": run}[args.command](args))
+    except (ValueError, FileExistsError) as error:
+        print(f"asteroid-md: error: {error}", file=sys.stderr)
+        return 1
+    return 0

@@ -40,11 +40,6 @@ def test_planned_subcommands_say_so(argv, capsys):
     assert "not yet available" in capsys.readouterr().err
 
 
-def test_md_planned_subcommand(capsys):
-    assert md_cli.main(["stability"]) == 2
-    assert "not yet available" in capsys.readouterr().err
-
-
 def test_console_scripts_are_installed():
     for script in ("asteroid", "asteroid-md"):
         result = subprocess.run([sys.executable, "-c",

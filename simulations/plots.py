@@ -1,0 +1,50 @@
+"""Figures of a stability sweep (matplotlib, written to PNG)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_stability(table: Sequence[dict], path: Path) -> None:
+    """Fraction of stable runs vs step size, one line per model (like ASTEROID's Fig. 6b)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for model in dict.fromkeys(r["model"] for r in table):
+        part = sorted((r for r in table if r["model"] == model), key=lambda r: r["step_size_fs"])
+        ax.plot([r["step_size_fs"] for r in part], [r["fraction_stable"] for r in part], "o-", label=model)
+    ax.set_xlabel("time step (fs)")
+    ax.set_ylabel("fraction of stable runs")
+    ax.set_ylim(-0.05, 1.05)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_observable(rows: Sequence[dict], path: Path) -> None:
+    """Largest bond deviation (Å) over time of replica 0, per model and step size."""
+    plt = _pyplot()
+    traced = [r for r in rows if r.get("trace")]
+    models = list(dict.fromkeys(r["model"] for r in traced))
+    fig, axes = plt.subplots(1, max(1, len(models)), figsize=(4.5 * max(1, len(models)), 3.2), squeeze=False)
+    for ax, model in zip(axes[0], models):
+        for row in sorted((r for r in traced if r["model"] == model), key=lambda r: r["step_size_fs"]):
+            times, _, deviation = zip(*row["trace"])
+            ax.plot(times, deviation, label=f"{row['step_size_fs']:g} fs")
+        ax.set_title(model)
+        ax.set_xlabel("time (ps)")
+        ax.set_ylabel("max bond deviation (Å)")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,210 @@
+"""The stability sweep: models × step sizes × replicas of Langevin MD, with divergence
+detection. Rows are written as tasks finish (``runs.jsonl``), so an interrupted sweep keeps
+what it finished and ``resume=True`` skips it. Seeds are derived from (seed, model name,
+step size, replica), so any run can be repeated on its own.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from ase import Atoms
+
+from ase_asteroid.parallel import map_unordered
+
+from .batched import BatchedLangevin, RunSpec, calculator_forces, model_forces
+from .divergence import DivergenceCriteria
+from .langevin import PAPER_FRICTION_PER_FS, LangevinParameters
+
+#: Reference methods usable instead of a checkpoint (labeler names of ase_asteroid.labels).
+REFERENCE_METHODS = ("gfn2-xtb", "gfn1-xtb", "lj", "gaff2")
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """step_sizes_fs (fs), replicas, time_ps (ps per run), temperature_K (K), friction_per_fs (1/fs)."""
+
+    step_sizes_fs: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 3.0)
+    replicas: int = 20
+    time_ps: float = 1.0
+    temperature_K: float = 500.0
+    friction_per_fs: float = PAPER_FRICTION_PER_FS
+    seed: int = 0
+    criteria: DivergenceCriteria = field(default_factory=DivergenceCriteria)
+    record_every: int = 10
+    save_trajectories: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "step_sizes_fs", tuple(float(s) for s in self.step_sizes_fs))
+        if not self.step_sizes_fs or any(not s > 0 for s in self.step_sizes_fs):
+            raise ValueError(f"step sizes must be positive (fs), got {list(self.step_sizes_fs)}")
+        for name in ("replicas", "record_every"):
+            if not getattr(self, name) >= 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not self.time_ps > 0:
+            raise ValueError(f"time_ps must be positive, got {self.time_ps}")
+        LangevinParameters(1.0, self.temperature_K, self.friction_per_fs)  # validates the rest
+
+    def steps(self, step_size_fs: float) -> int:
+        return max(1, int(round(self.time_ps * 1000.0 / step_size_fs)))
+
+    def run_seed(self, model: str, step_size_fs: float, replica: int) -> list[int]:
+        return [self.seed, zlib.crc32(model.encode()), int(round(step_size_fs * 1e6)), replica]
+
+
+def force_function(source: str, molecule: Atoms):
+    """Batched forces for a checkpoint path or a reference method name; clear errors first."""
+    if source in REFERENCE_METHODS:
+        from ase_asteroid.labels import get_labeler
+
+        labeler = get_labeler(source)
+        labeler.prepare(molecule)
+        return calculator_forces(labeler.calculator, molecule.numbers)
+    from ase_asteroid.checkpoint import load_checkpoint
+    from ase_asteroid.data.dataset import element_symbol
+
+    model = load_checkpoint(source, dtype=None)
+    missing = sorted({element_symbol(int(z)) for z in molecule.numbers if int(z) not in model.species})
+    if missing:
+        raise ValueError(f"{source}: the model has no parameters for element(s) {', '.join(missing)} "
+                         f"of the molecule (it knows {', '.join(element_symbol(z) for z in model.species)})")
+    return model_forces(model, molecule.numbers)
+
+
+def run_task(source: str, name: str, molecule: Atoms, config: SweepConfig,
+             runs: Sequence[tuple[float, int]]) -> list[dict]:
+    """Simulate the (step size, replica) runs of one model together; one row per run."""
+    specs = [RunSpec(LangevinParameters(dt, config.temperature_K, config.friction_per_fs), config.steps(dt),
+                     config.run_seed(name, dt, replica), keep_frames=replica < config.save_trajectories)
+             for dt, replica in runs]
+    engine = BatchedLangevin(molecule, force_function(source, molecule), specs, config.criteria,
+                             config.record_every)
+    results = engine.run(progress=False)
+    return [{"model": name, "step_size_fs": dt, "replica": replica, "stable": r.stable,
+             "steps_completed": r.steps_completed, "steps_total": r.spec.steps,
+             "time_to_divergence_ps": None if r.stable else r.time_ps, "reason": r.reason or "stable",
+             "seed": list(r.spec.seed), "trace": r.trace if replica == 0 else None,
+             "frames": [f.tolist() for f in r.frames] if r.frames else None}
+            for (dt, replica), r in zip(runs, results)]
+
+
+def read_rows(path: Path) -> list[dict]:
+    """Rows already written (a torn last line from a hard kill is ignored)."""
+    rows = []
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                pass
+    return rows
+
+
+def plan(models: dict[str, str], config: SweepConfig, done: set, spread: bool) -> list[tuple]:
+    """Tasks (name, runs): one per model, or one per (model, step size) when `spread` over workers."""
+    tasks = []
+    for name in models:
+        todo = [(dt, r) for dt in config.step_sizes_fs for r in range(config.replicas) if (name, dt, r) not in done]
+        groups = [[run for run in todo if run[0] == dt] for dt in config.step_sizes_fs] if spread else [todo]
+        tasks += [(name, group) for group in groups if group]
+    return tasks
+
+
+def run_sweep(models: dict[str, str], molecule: Atoms, config: SweepConfig, out_dir, *, workers: int = 1,
+              scheduler: str | None = None, resume: bool = False, progress: bool = True) -> list[dict]:
+    """Run the sweep for {display name: checkpoint path or reference method}; returns all rows."""
+    from tqdm import tqdm
+
+    out_dir = Path(out_dir)
+    rows_path = out_dir / "runs.jsonl"
+    if rows_path.exists() and not resume:
+        raise FileExistsError(f"{rows_path} exists: pass --resume to continue that sweep, or choose another --out")
+    for source in models.values():  # every model must load and know the molecule before any run starts
+        force_function(source, molecule)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = read_rows(rows_path)
+    done = {(r["model"], r["step_size_fs"], r["replica"]) for r in rows}
+    tasks = plan(models, config, done, spread=workers > 1 or scheduler is not None)
+    total = sum(len(runs) for _, runs in tasks)
+    with open(rows_path, "a") as handle, tqdm(total=total, desc="stability sweep", unit="run",
+                                               disable=not progress) as bar:
+        for new_rows in map_unordered(run_task, [(models[n], n, molecule, config, runs) for n, runs in tasks],
+                                      workers, scheduler):
+            for row in new_rows:
+                handle.write(json.dumps(row) + "\n")
+            handle.flush()
+            rows += new_rows
+            bar.update(len(new_rows))
+    return rows
+
+
+def summarize(rows: Sequence[dict]) -> list[dict]:
+    """Per (model, step size): runs, stable fraction, mean time to divergence of diverged runs (ps)."""
+    table = []
+    for name in dict.fromkeys(r["model"] for r in rows):
+        for dt in sorted({r["step_size_fs"] for r in rows if r["model"] == name}):
+            part = [r for r in rows if r["model"] == name and r["step_size_fs"] == dt]
+            diverged = [r["time_to_divergence_ps"] for r in part if not r["stable"]]
+            table.append({"model": name, "step_size_fs": dt, "runs": len(part),
+                          "stable": sum(r["stable"] for r in part),
+                          "fraction_stable": sum(r["stable"] for r in part) / len(part),
+                          "mean_time_to_divergence_ps": float(np.mean(diverged)) if diverged else None})
+    return table
+
+
+def format_summary(table: Sequence[dict]) -> str:
+    """Step sizes as rows, models side by side: 'stable/runs (mean ps to divergence)'."""
+    models = list(dict.fromkeys(r["model"] for r in table))
+    steps = sorted({r["step_size_fs"] for r in table})
+    cell = {(r["model"], r["step_size_fs"]): r for r in table}
+    lines = ["| step (fs) | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
+    for dt in steps:
+        cells = []
+        for m in models:
+            r = cell.get((m, dt))
+            if r is None:
+                cells.append("")
+                continue
+            t = r["mean_time_to_divergence_ps"]
+            cells.append(f"{r['stable']}/{r['runs']}" + (f" (diverged at {t:.3f} ps)" if t is not None else ""))
+        lines.append(f"| {dt:g} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_outputs(rows: Sequence[dict], molecule: Atoms, out_dir) -> str:
+    """runs.csv, runs.json, summary.md, figures and trajectories; returns the summary table."""
+    import csv
+
+    from .plots import plot_observable, plot_stability
+
+    out_dir = Path(out_dir)
+    columns = ["model", "step_size_fs", "replica", "stable", "steps_completed", "steps_total",
+               "time_to_divergence_ps", "reason"]
+    ordered = sorted(rows, key=lambda r: (r["model"], r["step_size_fs"], r["replica"]))
+    with open(out_dir / "runs.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(ordered)
+    (out_dir / "runs.json").write_text(json.dumps([{k: r[k] for k in columns} for r in ordered], indent=1))
+    table = summarize(rows)
+    text = format_summary(table)
+    (out_dir / "summary.md").write_text(text + "\n")
+    plot_stability(table, out_dir / "stability.png")
+    plot_observable(rows, out_dir / "bond_deviation.png")
+    _write_trajectories(rows, molecule, out_dir / "trajectories")
+    return text
+
+
+def _write_trajectories(rows, molecule: Atoms, folder: Path) -> None:
+    from ase.io import write
+
+    for row in rows:
+        if row.get("frames"):
+            folder.mkdir(exist_ok=True)
+            frames = [Atoms(numbers=molecule.numbers, positions=p) for p in row["frames"]]
+            write(folder / f"{row['model']}_{row['step_size_fs']:g}fs_replica{row['replica']}.traj", frames)

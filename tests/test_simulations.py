@@ -1,0 +1,167 @@
+"""MD suite: Langevin equals ASE's, samples the right temperature; divergence criteria fire
+when they should and only then; the sweep resumes; bad input fails before any run."""
+
+import json
+
+import numpy as np
+import pytest
+from ase import Atoms
+from ase.build import molecule
+
+from ase_asteroid import AsteroidCalculator, save_checkpoint
+from conftest import FIXTURES, tiny_model
+from simulations import cli as md_cli
+from simulations.batched import BatchedLangevin, RunSpec, model_forces
+from simulations.divergence import DivergenceCriteria, DivergenceMonitor
+from simulations.langevin import (LangevinParameters, ase_langevin, kinetic_temperature_K,
+                                  maxwell_boltzmann_velocities)
+from simulations.stability import SweepConfig, read_rows, run_sweep
+
+LOOSE = DivergenceCriteria(bond_deviation_A=50, max_distance_increase_A=50, max_temperature_factor=1e3)
+
+
+def harmonic(start, k=10.0):
+    """Forces of E = k/2 Σ |x - x0|² (eV/Å²): a molecule that cannot fall apart."""
+    return lambda positions: -k * (positions - start.positions[None])
+
+
+def test_batched_runs_equal_serial_ase_runs(xtb_data):
+    model = tiny_model("egnn", xtb_data).eval()
+    start = xtb_data[0].to_atoms()
+    specs = [RunSpec(LangevinParameters(dt, 300, 0.01), 15, seed=s) for s, dt in [(1, 0.25), (2, 0.5), (3, 1.0)]]
+    engine = BatchedLangevin(start, model_forces(model, start.numbers), specs, LOOSE)
+    engine.run(progress=False)
+    for k, spec in enumerate(specs):
+        atoms = start.copy()
+        atoms.calc = AsteroidCalculator(model)
+        rng = np.random.default_rng(spec.seed)
+        atoms.set_velocities(maxwell_boltzmann_velocities(atoms.get_masses(), 300, rng))
+        ase_langevin(atoms, spec.params, rng).run(spec.steps)
+        assert np.abs(atoms.positions - engine.positions[k]).max() < 1e-10
+        assert np.abs(atoms.get_velocities() - engine.velocities[k]).max() < 1e-10
+
+
+def test_langevin_samples_the_bath_temperature():
+    start = molecule("CH3CH2OH")
+    specs = [RunSpec(LangevinParameters(1.0, 400, 0.05), 3000, seed=s) for s in range(8)]
+    engine = BatchedLangevin(start, harmonic(start), specs, LOOSE)
+    temperatures = []
+    for step in range(3000):
+        engine.step(np.arange(8))
+        if step >= 500:
+            temperatures += [kinetic_temperature_K(v, engine.masses) for v in engine.velocities]
+    assert np.mean(temperatures) == pytest.approx(400, rel=0.03)
+
+
+@pytest.mark.parametrize("case, reason", [
+    ("nan_force", "non_finite"), ("stretched_bond", "bond"), ("exploded", "max_distance"), ("hot", "temperature")])
+def test_divergence_criteria_fire(case, reason):
+    start = molecule("CH3CH2OH")
+    monitor = DivergenceMonitor(start, 300, DivergenceCriteria(max_distance_increase_A=2.0))
+    x, f = start.positions.copy(), np.zeros((9, 3))
+    v = maxwell_boltzmann_velocities(start.get_masses(), 300, np.random.default_rng(0))
+    if case == "nan_force":
+        f[3, 1] = np.nan
+    elif case == "stretched_bond":
+        x[8] += (x[8] - x[2]) * 0.6          # O-H bond (0.97 Å) stretched by ~0.58 Å
+    elif case == "exploded":
+        x *= 2.5                              # every distance grows, bonds included
+        monitor.criteria = DivergenceCriteria(bond_deviation_A=10.0, max_distance_increase_A=2.0)
+    else:
+        v *= 3.0                              # 9x the kinetic energy
+    assert monitor.check(x, f, v).startswith(reason)
+
+
+def test_exploding_pair_potential_diverges_and_harmonic_molecule_does_not():
+    start = molecule("CH3CH2OH")
+
+    def exploding(positions):   # strongly repulsive between all atoms
+        d = positions[:, :, None] - positions[:, None]
+        r = np.linalg.norm(d, axis=-1) + np.eye(9)
+        return np.sum(50.0 * d / r[..., None] ** 3, axis=2)
+
+    spec = [RunSpec(LangevinParameters(0.5, 300), 400, seed=0)]
+    exploded = BatchedLangevin(start, exploding, spec).run(progress=False)[0]
+    assert not exploded.stable and exploded.steps_completed < 400
+    assert exploded.reason.split(":")[0] in ("bond", "max_distance", "temperature")
+    calm = BatchedLangevin(start, harmonic(start, k=30.0), spec).run(progress=False)[0]
+    assert calm.stable and calm.steps_completed == 400
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory, xtb_data):
+    return str(save_checkpoint(tiny_model("egnn", xtb_data), tmp_path_factory.mktemp("ckpt") / "egnn.ckpt"))
+
+
+def test_sweep_resumes_without_rerunning_finished_runs(checkpoint, tmp_path, monkeypatch):
+    config = SweepConfig(step_sizes_fs=(0.5, 1.0), replicas=2, time_ps=0.01, temperature_K=300)
+    start = molecule("CH3CH2OH")
+    full = run_sweep({"egnn": checkpoint, "lj": "lj"}, start, config, tmp_path / "full", progress=False)
+    assert len(full) == 8
+    lines = (tmp_path / "full" / "runs.jsonl").read_text().splitlines()
+    (tmp_path / "part").mkdir()
+    egnn_rows = [line for line in lines if json.loads(line)["model"] == "egnn"]
+    (tmp_path / "part" / "runs.jsonl").write_text("\n".join(egnn_rows) + "\n")  # as if interrupted
+    simulated = []
+    import simulations.stability as stability
+    original = stability.run_task
+    monkeypatch.setattr(stability, "run_task", lambda *a: simulated.append(a[1]) or original(*a))
+    with pytest.raises(FileExistsError, match="--resume"):
+        run_sweep({"egnn": checkpoint, "lj": "lj"}, start, config, tmp_path / "part", progress=False)
+    rows = run_sweep({"egnn": checkpoint, "lj": "lj"}, start, config, tmp_path / "part", resume=True, progress=False)
+    assert simulated == ["lj"] and len(rows) == 8
+    key = lambda r: (r["model"], r["step_size_fs"], r["replica"], r["stable"], r["steps_completed"])
+    assert sorted(map(key, rows)) == sorted(map(key, full))
+
+
+def test_dask_sweep_equals_local(checkpoint, tmp_path):
+    from distributed import LocalCluster
+    config = SweepConfig(step_sizes_fs=(0.5, 1.0), replicas=2, time_ps=0.02, temperature_K=300)
+    start = molecule("CH3CH2OH")
+    local = run_sweep({"egnn": checkpoint}, start, config, tmp_path / "local", progress=False)
+    with LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=None) as cluster:
+        remote = run_sweep({"egnn": checkpoint}, start, config, tmp_path / "dask",
+                           scheduler=cluster.scheduler_address, progress=False)
+    key = lambda r: (r["step_size_fs"], r["replica"], r["stable"], r["steps_completed"], r["reason"])
+    assert sorted(map(key, remote)) == sorted(map(key, local))
+
+
+def test_stability_cli_writes_tables_and_figures(checkpoint, tmp_path, capsys):
+    out = tmp_path / "out"
+    argv = ["stability", checkpoint, "--calculator", "lj", "--molecule", str(FIXTURES / "ethanol_gfn2-xtb.extxyz"),
+            "--step-sizes-fs", "0.5", "1", "--replicas", "2", "--time-ps", "0.01", "--out", str(out),
+            "--save-trajectories", "1"]
+    assert md_cli.main(argv) == 0
+    assert "| step (fs) | egnn | lj |" in capsys.readouterr().out
+    for name in ("runs.csv", "runs.json", "summary.md", "stability.png", "bond_deviation.png"):
+        assert (out / name).stat().st_size > 0
+    assert len(json.loads((out / "runs.json").read_text())) == 8
+    assert len(list((out / "trajectories").glob("*.traj"))) == 4   # replica 0 of 2 models x 2 steps
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--step-sizes-fs", "0", "1"], "step sizes must be positive"),
+    (["--replicas", "0"], "replicas must be at least 1"),
+    (["--molecule", "MISSING.xyz"], "no such file"),
+    (["--molecule", "WATER_CL"], "no parameters for element(s) Cl"),
+])
+def test_bad_input_fails_before_any_run(extra, message, checkpoint, tmp_path, capsys):
+    import ase.io
+    ase.io.write(tmp_path / "hcl.xyz", Atoms("HCl", positions=[[0, 0, 0], [0, 0, 1.3]]))
+    extra = [str(tmp_path / "missing.xyz") if e == "MISSING.xyz" else str(tmp_path / "hcl.xyz")
+             if e == "WATER_CL" else e for e in extra]
+    argv = ["stability", checkpoint, "--molecule", str(FIXTURES / "ethanol_gfn2-xtb.extxyz"), "--time-ps", "0.01",
+            "--out", str(tmp_path / "out")] + extra
+    assert md_cli.main(argv) == 1
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out" / "runs.jsonl").exists()
+
+
+def test_single_run_writes_a_trajectory(checkpoint, tmp_path, capsys):
+    traj = tmp_path / "md.traj"
+    assert md_cli.main(["run", checkpoint, "--molecule", str(FIXTURES / "ethanol_gfn2-xtb.extxyz"),
+                        "--timestep-fs", "0.25", "--steps", "20", "--traj", str(traj), "--traj-every", "5",
+                        "--temperature-K", "100"]) == 0
+    assert "20 steps" in capsys.readouterr().out
+    import ase.io
+    assert len(ase.io.read(traj, ":")) == 5
