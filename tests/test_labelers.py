@@ -96,3 +96,25 @@ def test_unparseable_smiles():
     from ase_asteroid.labels.gaff2 import rdkit_molecule
     with pytest.raises(LabelError, match="cannot parse the SMILES 'C1CC'"):
         rdkit_molecule(smiles="C1CC")
+
+
+@pytest.mark.parametrize("method", ["pyscf:b3lyp/sto-3g", "pyscf:mp2/sto-3g", "pyscf:ccsd(t)/sto-3g"])
+def test_pyscf_correlated_and_dft_forces_match_their_energy(method):
+    water = molecule("H2O")
+    water.positions[1] += [0.05, 0.0, 0.03]       # off the minimum, so forces are not ~0
+    labeler = get_labeler(method)
+    _, forces = labeler.label(water)
+    fd = finite_difference_forces(labeler, water, delta_A=1e-3)
+    assert np.abs(forces).max() > 0.1
+    assert np.abs(forces - fd).max() < 1e-3 * np.abs(fd).max()  # DFT grids, CC convergence limit this
+
+
+def test_gaff2_assigns_the_textbook_ethanol_types():
+    """Independent of OpenMM: antechamber's GAFF2 atom types and AM1-BCC charges for ethanol."""
+    from ase_asteroid.labels.gaff2 import parametrize, rdkit_molecule
+    prmtop = parametrize(rdkit_molecule(smiles="CCO"))
+    section = prmtop.split("%FLAG AMBER_ATOM_TYPE")[1].split("%FLAG")[0].split("\n", 2)[2].split()
+    assert section == ["c3", "c3", "oh", "hc", "hc", "hc", "h1", "h1", "ho"]
+    charges = prmtop.split("%FLAG CHARGE")[1].split("%FLAG")[0].split("\n", 2)[2].split()
+    assert abs(sum(float(q) for q in charges)) < 1e-3     # neutral (prmtop charges are e x 18.2223)
+    assert float(charges[2]) / 18.2223 < -0.5           # a strongly negative hydroxyl oxygen

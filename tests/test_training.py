@@ -1,0 +1,42 @@
+import numpy as np
+import pytest
+import torch
+
+from ase_asteroid.graph import batch_configurations
+from ase_asteroid.training import FitConfig, energy_force_loss, errors, fit
+from conftest import tiny_model
+
+
+def test_weighted_loss_equals_the_formula(xtb_data):
+    configs = [xtb_data[0].with_(weight=0.5), xtb_data[1].with_(weight=2.0)]
+    batch = batch_configurations(configs, 4.0)
+    rng = np.random.default_rng(0)
+    pred = {"energy": batch.energy + torch.tensor([0.3, -0.1], dtype=torch.float64),
+            "forces": batch.forces + torch.from_numpy(rng.normal(size=(18, 3)))}
+    rho = 0.2
+    df = (pred["forces"] - batch.forces).numpy()
+    w_atom = np.repeat([0.5, 2.0], 9)[:, None]
+    force_term = np.sum(w_atom * df ** 2) / (3 * 18)
+    energy_term = (0.5 * (0.3 / 9) ** 2 + 2.0 * (0.1 / 9) ** 2) / 2
+    expected = (1 - rho) * force_term + rho * energy_term
+    assert float(energy_force_loss(pred, batch, rho)) == pytest.approx(expected, rel=1e-12)
+    mae = (1 - rho) * np.sum(w_atom * np.abs(df)) / 54 + rho * (0.5 * 0.3 / 9 + 2.0 * 0.1 / 9) / 2
+    assert float(energy_force_loss(pred, batch, rho, "mae")) == pytest.approx(mae, rel=1e-12)
+
+
+def test_fit_lowers_the_validation_error_and_keeps_the_best(xtb_data):
+    model = tiny_model("egnn", xtb_data, dtype=torch.float32)
+    train, val = xtb_data[:30], xtb_data[30:]
+    before = errors(model, val)["force_mae_eV_per_A"]
+    model, record = fit(model, train, val, FitConfig(epochs=15, batch_size=5, lr=3e-3), progress=False)
+    after = errors(model, val)["force_mae_eV_per_A"]
+    assert after < 0.7 * before
+    assert after == pytest.approx(record["best_val_force_mae_eV_per_A"], rel=1e-5)
+    assert model.history[-1]["stage"] == "fit" and len(record["history"]) == 15
+
+
+@pytest.mark.parametrize("kwargs, message", [({"epochs": 0}, "epochs"), ({"rho": 2}, "rho"),
+                                             ({"loss": "l3"}, "loss must be one of")])
+def test_bad_fit_config(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        FitConfig(**kwargs)
