@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from docs_section import write_section
+from docs_section import report
 
 VARIANTS = [f"{who}-{dtype}" for dtype in ("float32", "float64")
             for who in ("asteroid_mace", "macecalculator", "asteroid_egnn")]
@@ -105,11 +105,8 @@ def main(argv=None) -> int:
         print(json.dumps(measure(args.one, args.calls)))
         return 0
     results = run_all(args.calls)
-    text = table(results, args.calls)
-    print(text)
-    if args.write:
-        write_section(args.write, "calculator-latency",
-                      f"python bench/calculator_latency.py --calls {args.calls} --write {args.write}", text)
+    report(table(results, args.calls), "calculator-latency",
+           f"python bench/calculator_latency.py --calls {args.calls} --write {args.write}", args.write)
     return 0
 
 

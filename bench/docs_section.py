@@ -14,3 +14,10 @@ def write_section(path: Path, name: str, command: str, body: str) -> None:
     pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.S)
     text = pattern.sub(lambda _: section, text) if pattern.search(text) else f"{text}\n{section}\n"
     path.write_text(text)
+
+
+def report(text: str, name: str, command: str, write: Path | None) -> None:
+    """Print a benchmark's table and, if `write` is given, put it into that markdown file."""
+    print(text)
+    if write:
+        write_section(write, name, command, text)

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from docs_section import report  # bench/ is on sys.path when run as a script
 
 MOLECULES = {"ethanol": "CCO", "aspirin": "CC(=O)OC1=CC=CC=C1C(=O)O"}
 #: method -> repeats per molecule (None: skip that molecule, too costly here)
@@ -61,12 +62,8 @@ def main(argv=None) -> int:
             s = seconds[name]
             cells += ["not run", ""] if s is None else [f"{s:.3g}", f"{s / xtb[name]:.3g}"]
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
-    text = "\n".join(lines)
-    print(text)
-    if args.write:
-        from docs_section import write_section  # bench/ is on sys.path when run as a script
-        write_section(args.write, "label-cost", f"python bench/label_cost.py --write {args.write}",
-                      "Median CPU-seconds per label (all threads), RDKit geometries displaced by 0.02 Å.\n\n" + text)
+    report("Median CPU-seconds per label (all threads), RDKit geometries displaced by 0.02 Å.\n\n" + "\n".join(lines),
+           "label-cost", f"python bench/label_cost.py --write {args.write}", args.write)
     return 0
 
 

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from docs_section import report
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "md17" / "aspirin_ccsd-test.npz"
 
@@ -92,12 +93,8 @@ def main(argv=None) -> int:
         bound_h = r["sweep_step_s"] * 4000 / 3600
         lines.append(f"| {backend} | {r['run_steps'] / r['serial_s']:.1f} | {r['run_steps'] / r['batched_s']:.1f} | "
                      f"{r['serial_s'] / r['batched_s']:.1f}x | {r['sweep_step_s']:.2f} s | {bound_h:.1f} h | {r['peak_rss_MB']:.0f} |")
-    text = "\n".join(lines)
-    print(text)
-    if args.write:
-        from docs_section import write_section
-        write_section(args.write, "md-throughput",
-                      f"python bench/md_throughput.py --replicas {args.replicas} --steps {args.steps} --write {args.write}", text)
+    report("\n".join(lines), "md-throughput",
+           f"python bench/md_throughput.py --replicas {args.replicas} --steps {args.steps} --write {args.write}", args.write)
     return 0
 
 

@@ -19,9 +19,12 @@ def plot_stability(table: Sequence[dict], path: Path) -> None:
     """Fraction of stable runs vs step size, one line per model (like ASTEROID's Fig. 6b)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    for model in dict.fromkeys(r["model"] for r in table):
+    styles = [("o", "-", 9), ("s", "--", 7), ("^", ":", 6), ("D", "-.", 5)]  # overlapping lines stay visible
+    for k, model in enumerate(dict.fromkeys(r["model"] for r in table)):
         part = sorted((r for r in table if r["model"] == model), key=lambda r: r["step_size_fs"])
-        ax.plot([r["step_size_fs"] for r in part], [r["fraction_stable"] for r in part], "o-", label=model)
+        marker, line, size = styles[k % len(styles)]
+        ax.plot([r["step_size_fs"] for r in part], [r["fraction_stable"] for r in part], marker=marker,
+                linestyle=line, markersize=size, label=model)
     ax.set_xlabel("time step (fs)")
     ax.set_ylabel("fraction of stable runs")
     ax.set_ylim(-0.05, 1.05)
@@ -32,7 +35,7 @@ def plot_stability(table: Sequence[dict], path: Path) -> None:
 
 
 def plot_observable(rows: Sequence[dict], path: Path) -> None:
-    """Largest bond deviation (Å) over time of replica 0, per model and step size."""
+    """Largest bond deviation (Å) over time of replica 0, per model and step size; × marks divergence."""
     plt = _pyplot()
     traced = [r for r in rows if r.get("trace")]
     models = list(dict.fromkeys(r["model"] for r in traced))
@@ -40,7 +43,9 @@ def plot_observable(rows: Sequence[dict], path: Path) -> None:
     for ax, model in zip(axes[0], models):
         for row in sorted((r for r in traced if r["model"] == model), key=lambda r: r["step_size_fs"]):
             times, _, deviation = zip(*row["trace"])
-            ax.plot(times, deviation, label=f"{row['step_size_fs']:g} fs")
+            line, = ax.plot(times, deviation, label=f"{row['step_size_fs']:g} fs")
+            if not row["stable"]:  # mark where it diverged (a fast divergence is a single point)
+                ax.plot(times[-1], deviation[-1], "x", color=line.get_color(), markersize=9)
         ax.set_title(model)
         ax.set_xlabel("time (ps)")
         ax.set_ylabel("max bond deviation (Å)")
