@@ -145,3 +145,26 @@ def average_num_neighbors(configs: Sequence[Configuration], cutoff_A: float) -> 
     if atoms == 0:
         raise ValueError("no atoms to count neighbours of")
     return edges / atoms
+
+
+def replica_batch(numbers, positions: np.ndarray, cutoff_A: float) -> Batch:
+    """One batch of R geometries [R, n, 3] (Å) of the same molecule (no cell), with every
+    radius graph built in one vectorised step; equals ``collate`` of ``make_graph`` per replica."""
+    positions = np.asarray(positions, dtype=np.float64)
+    replicas, n = positions.shape[:2]
+    distances = np.linalg.norm(positions[:, :, None, :] - positions[:, None, :, :], axis=-1)
+    close = distances < cutoff_A
+    close[:, np.arange(n), np.arange(n)] = False
+    r, i, j = np.nonzero(close)
+    nan = torch.full((replicas,), float("nan"), dtype=torch.float64)
+    return Batch(
+        positions=torch.from_numpy(positions.reshape(-1, 3).copy()),
+        numbers=torch.as_tensor(np.tile(np.asarray(numbers), replicas), dtype=torch.long),
+        batch=torch.arange(replicas).repeat_interleave(n),
+        edge_index=torch.from_numpy(np.stack([i + r * n, j + r * n]).astype(np.int64)),
+        shifts=torch.zeros((len(r), 3), dtype=torch.float64),
+        cell=torch.zeros((replicas, 3, 3), dtype=torch.float64),
+        pbc=torch.zeros((replicas, 3), dtype=torch.bool),
+        ptr=torch.arange(replicas + 1) * n,
+        energy=nan, forces=torch.full((replicas * n, 3), float("nan"), dtype=torch.float64),
+        weight=torch.ones(replicas, dtype=torch.float64), fidelity=torch.zeros(replicas, dtype=torch.long))

@@ -22,11 +22,10 @@ ForceFunction = Callable[[np.ndarray], np.ndarray]
 
 def model_forces(model, numbers: np.ndarray) -> ForceFunction:
     """Batched forces of an ase_asteroid ForceField: all runs in one graph batch."""
-    from ase_asteroid.graph import collate, make_graph
+    from ase_asteroid.graph import replica_batch
 
     def forces(positions: np.ndarray) -> np.ndarray:
-        batch = collate([make_graph(numbers, p, model.cutoff) for p in positions])
-        out = model(batch)["forces"].detach().double().cpu().numpy()
+        out = model(replica_batch(numbers, positions, model.cutoff))["forces"].detach().double().cpu().numpy()
         return out.reshape(positions.shape)
 
     return forces

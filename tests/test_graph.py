@@ -64,3 +64,12 @@ def test_average_num_neighbors(xtb_data):
     assert average_num_neighbors(xtb_data[:3], 10.0) == 8.0          # everyone sees everyone
     expected = np.mean([radius_graph(c.positions, 1.6)[0].shape[1] / 9 for c in xtb_data[:3]])
     assert average_num_neighbors(xtb_data[:3], 1.6) == pytest.approx(expected)
+
+
+def test_replica_batch_equals_collated_single_graphs(xtb_data):
+    from ase_asteroid.graph import make_graph, replica_batch
+    positions = np.array([c.positions for c in xtb_data[:4]])
+    fast = replica_batch(xtb_data[0].numbers, positions, 2.0)
+    slow = collate([make_graph(xtb_data[0].numbers, p, 2.0) for p in positions])
+    for name in ("positions", "numbers", "batch", "edge_index", "shifts", "cell", "pbc", "ptr", "weight", "fidelity"):
+        assert torch.equal(getattr(fast, name), getattr(slow, name)), name
