@@ -40,3 +40,44 @@ def test_fit_lowers_the_validation_error_and_keeps_the_best(xtb_data):
 def test_bad_fit_config(kwargs, message):
     with pytest.raises(ValueError, match=message):
         FitConfig(**kwargs)
+
+
+def test_bias_and_weights_on_a_known_offset(xtb_data):
+    from ase_asteroid.data import Dataset
+    from ase_asteroid.training.stages import bias_weights, force_bias
+    model = tiny_model("egnn", xtb_data).eval()
+    configs = list(xtb_data[:6])
+    predicted = model(batch_configurations(configs, model.cutoff))["forces"].detach().numpy().reshape(6, 9, 3)
+    offsets = np.array([0.0, 0.1, 0.2, 0.3, 0.4, 0.5])
+    signs = np.random.default_rng(0).choice([-1.0, 1.0], size=(6, 9, 3))
+    cheap = Dataset([c.with_(forces=p + s * o) for c, p, s, o in zip(configs, predicted, signs, offsets)])
+    bias = force_bias(model, cheap)
+    assert np.allclose(bias, offsets, atol=1e-9)
+    assert np.allclose(bias_weights(bias, 0.2), np.exp(-offsets / 0.2))
+    with pytest.raises(ValueError, match="gamma must be positive"):
+        bias_weights(bias, 0.0)
+
+
+def test_fine_tuning_starts_from_the_pretrained_weights(xtb_data, lj_data, monkeypatch):
+    import copy
+    from ase_asteroid.training import stages
+    from conftest import TINY_CONFIGS
+    starts = []
+    original = stages.fit
+
+    def recording_fit(model, *args, **kwargs):
+        starts.append(copy.deepcopy(model.state_dict()))
+        return original(model, *args, **kwargs)
+
+    monkeypatch.setattr(stages, "fit", recording_fit)
+    accurate = xtb_data[:12]
+    cheap = lj_data[12:30]
+    fits = (FitConfig(epochs=2, batch_size=4), FitConfig(epochs=2, batch_size=4), FitConfig(epochs=2, batch_size=4))
+    result = stages.asteroid(TINY_CONFIGS["egnn"], accurate[:8], accurate[8:], cheap[:14], cheap[14:], 0.1, fits,
+                             progress=False)
+    pretrained = result["pretrained"].state_dict()
+    assert all(torch.equal(starts[2][k], pretrained[k]) for k in pretrained)          # stage 3 starts there
+    assert not all(torch.equal(starts[1][k], pretrained[k]) for k in pretrained)      # stage 2 trained
+    assert not all(torch.equal(starts[0][k], starts[1][k]) for k in pretrained)       # stage 2 from scratch
+    assert result["fine_tuned"].fidelities == ("gfn2-xtb", "lj")                      # accurate references first
+    assert len(result["weights"]) == 14 and np.all((result["weights"] > 0) & (result["weights"] <= 1))

@@ -1,0 +1,79 @@
+"""ASTEROID's stages (Bukharin et al. 2023) as small functions on the one fit() loop.
+
+1. Bias identification: train on the accurate data D_A, then for every cheap configuration
+   B(x) = ||F_θ0(x) - f_cheap(x)||_1 / (3N), the mean absolute force-component difference
+   in eV/Å (the paper's L1 norm divided by 3N, so that B, and γ with it, do not grow with
+   the size of the molecule).
+2. Bias-aware pre-training from scratch on the cheap data with weights w = exp(-B/γ) on
+   both loss terms (γ in eV/Å).
+3. Fine-tuning on D_A from the stage-2 weights, the whole model trainable.
+
+Each model carries one reference-energy row per fidelity (accurate first, the default),
+so the energy offset moves from the cheap level to the accurate one by construction.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+
+from ..data import Dataset, fit_energy_references, force_rms
+from ..graph import batch_configurations
+from ..models import ForceField, build_model
+from .loop import FitConfig, fit
+
+
+def new_model(config, accurate: Dataset, cheap: Dataset | None = None, seed: int = 0,
+              dtype: torch.dtype = torch.float32) -> ForceField:
+    """A fresh model with reference energies for the accurate fidelity (first) and the cheap one."""
+    model = build_model(config, seed=seed, dtype=dtype)
+    references = fit_energy_references(accurate)
+    if cheap is not None:
+        references.update({f: r for f, r in fit_energy_references(cheap).items() if f not in references})
+    model.set_normalization(references, scale=force_rms(accurate))
+    return model
+
+
+def force_bias(model: ForceField, cheap: Dataset, batch_size: int = 50) -> np.ndarray:
+    """B(x) per cheap configuration: mean |F_model - f_cheap| over force components (eV/Å)."""
+    model.eval()
+    biases = []
+    for start in range(0, len(cheap), batch_size):
+        part = cheap[start:start + batch_size]
+        batch = batch_configurations(part, model.cutoff).to(dtype=model.dtype)
+        error = (model(batch)["forces"] - batch.forces).abs().detach().sum(dim=1)
+        per_graph = torch.zeros(batch.num_graphs, dtype=error.dtype).index_add(0, batch.batch, error)
+        biases.append((per_graph / (3 * (batch.ptr[1:] - batch.ptr[:-1]))).double().numpy())
+    return np.concatenate(biases)
+
+
+def bias_weights(bias_eV_per_A: np.ndarray, gamma_eV_per_A: float) -> np.ndarray:
+    """w = exp(-B/γ); γ = inf gives equal weights (plain pre-training)."""
+    if not gamma_eV_per_A > 0:
+        raise ValueError(f"gamma must be positive (eV/Å), got {gamma_eV_per_A}")
+    return np.exp(-np.asarray(bias_eV_per_A) / gamma_eV_per_A)
+
+
+def weighted(data: Dataset, weights: np.ndarray) -> Dataset:
+    """`data` with per-configuration loss weights."""
+    return Dataset([c.with_(weight=float(w)) for c, w in zip(data, weights)], data.source, dict(data.source_units))
+
+
+def standard(config, train: Dataset, val: Dataset, fit_config: FitConfig, seed: int = 0, progress=True):
+    """Baseline: train from scratch on the accurate data alone."""
+    model = new_model(config, train, seed=seed)
+    return fit(model, train, val, fit_config, progress)
+
+
+def asteroid(config, train: Dataset, val: Dataset, cheap: Dataset, cheap_val: Dataset, gamma_eV_per_A: float,
+             fits: tuple[FitConfig, FitConfig, FitConfig], seed: int = 0, progress=True) -> dict:
+    """The three stages; returns the models of each stage, the biases and the weights."""
+    stage1, _ = fit(new_model(config, train, cheap, seed), train, val, fits[0], progress)
+    bias = force_bias(stage1, cheap)
+    weights = bias_weights(bias, gamma_eV_per_A)
+    stage2, _ = fit(new_model(config, train, cheap, seed + 1), weighted(cheap, weights), cheap_val, fits[1], progress)
+    stage3, _ = fit(copy.deepcopy(stage2), train, val, fits[2], progress)
+    return {"bias_identification": stage1, "pretrained": stage2, "fine_tuned": stage3,
+            "bias_eV_per_A": bias, "weights": weights}
