@@ -81,3 +81,14 @@ def test_fine_tuning_starts_from_the_pretrained_weights(xtb_data, lj_data, monke
     assert not all(torch.equal(starts[0][k], starts[1][k]) for k in pretrained)       # stage 2 from scratch
     assert result["fine_tuned"].fidelities == ("gfn2-xtb", "lj")                      # accurate references first
     assert len(result["weights"]) == 14 and np.all((result["weights"] > 0) & (result["weights"] <= 1))
+
+
+def test_refit_removes_a_constant_energy_offset(xtb_data):
+    from ase_asteroid.training.loop import refit_energy_references
+    model = tiny_model("egnn", xtb_data).eval()
+    refs = model.energy_references
+    model.set_normalization({f: {z: e + 0.7 for z, e in r.items()} for f, r in refs.items()}, float(model.scale))
+    before = errors(model, xtb_data)["energy_mae_eV"]
+    refit_energy_references(model, xtb_data)
+    energies = model(batch_configurations(xtb_data, model.cutoff))["energy"].detach().numpy()
+    assert before > 1.0 and abs(np.mean(energies - [c.energy for c in xtb_data])) < 1e-9

@@ -1,6 +1,7 @@
 """The one training loop (``fit``): Adam on the weighted energy/force loss, seeded
-shuffling, validation after every epoch, the best-validation weights kept, a progress
-bar with live errors and a per-epoch history.
+shuffling, validation after every epoch, the best-validation weights kept, energy
+references refitted to the trained model, a progress bar with live errors and a
+per-epoch history.
 
 Not yet here (see the training issue): EMA, warm-up and plateau schedules, resume.
 """
@@ -14,7 +15,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..data import Dataset
+from ..data import Dataset, fit_energy_references
 from ..graph import batch_configurations, graph_from_configuration, collate
 from ..models import ForceField
 from .losses import KINDS, energy_force_loss
@@ -57,6 +58,31 @@ def errors(model: ForceField, data: Dataset, batch_size: int = 50) -> dict[str, 
             "energy_mae_eV": float(torch.cat(energy_errors).mean())}
 
 
+def refit_energy_references(model: ForceField, data: Dataset, batch_size: int = 50) -> None:
+    """Absorb the constant part of the energy error into the reference energies.
+
+    The energy term carries a small weight (rho), so training leaves the energy offset
+    nearly unconstrained; the per-fidelity, per-element least-squares fit of the residuals
+    E_true - E_model (the same fit as the initial references) removes it exactly.
+    """
+    index = {f: i for i, f in enumerate(model.fidelities)}
+    residuals = []
+    for start in range(0, len(data), batch_size):
+        part = [c for c in data[start:start + batch_size] if c.energy is not None]
+        if part:
+            batch = batch_configurations(part, model.cutoff, index).to(dtype=model.dtype)
+            predicted = model(batch, compute_forces=False)["energy"].detach().double().numpy()
+            residuals += [c.with_(energy=c.energy - float(p)) for c, p in zip(part, predicted)]
+    if not residuals:
+        return
+    corrections = fit_energy_references(Dataset(residuals), model.species)
+    references = model.energy_references
+    for fidelity, per_element in corrections.items():
+        if fidelity in references:
+            references[fidelity] = {z: e + per_element[z] for z, e in references[fidelity].items()}
+    model.set_normalization(references, float(model.scale), float(model.shift))
+
+
 def fit(model: ForceField, train: Dataset, val: Dataset, config: FitConfig = FitConfig(),
         progress: bool = True) -> tuple[ForceField, dict]:
     """Train `model` in place; returns it with its best-validation weights, and a record."""
@@ -84,6 +110,7 @@ def fit(model: ForceField, train: Dataset, val: Dataset, config: FitConfig = Fit
         bar.set_postfix(val_force_mae_meV_per_A=f"{1000 * metrics['force_mae_eV_per_A']:.1f}")
     model.load_state_dict(best_state)
     model.eval()
+    refit_energy_references(model, train)
     record = {"stage": "fit", "config": asdict(config), "epochs": config.epochs,
               "best_val_force_mae_eV_per_A": best, "history": history}
     model.history.append({k: v for k, v in record.items() if k != "history"})
