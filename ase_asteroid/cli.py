@@ -11,7 +11,6 @@ from . import __version__
 #: Subcommands that later releases add; they answer "not yet available".
 PLANNED = {
     "train": "train a force field from a YAML config",
-    "evaluate": "energy and force errors of a checkpoint on a dataset",
 }
 
 
@@ -96,6 +95,24 @@ def quickstart(args) -> str:
     return f"{format_table(rows)}\n\ntest: 100 held-out B3LYP/6-31G* ethanol configurations; written to {args.out}/"
 
 
+def _add_evaluate_parser(commands) -> None:
+    evaluate = commands.add_parser("evaluate", help="energy and force errors of a checkpoint on a dataset")
+    evaluate.add_argument("checkpoint")
+    evaluate.add_argument("--data", required=True, help="labelled data (npz, extxyz, db, ...)")
+    evaluate.add_argument("--fidelity", help="the model's reference energies to predict with (default: its first)")
+    evaluate.add_argument("--labels", choices=["new", "old"], default="new", help="rMD17 label set")
+    evaluate.add_argument("--json", action="store_true")
+
+
+def evaluate_command(args) -> str:
+    from .checkpoint import load_checkpoint
+    from .data.readers import read_dataset
+    from .evaluation import evaluate, format_evaluation
+
+    model = load_checkpoint(args.checkpoint)
+    return format_evaluation(evaluate(model, read_dataset(args.data, labels=args.labels), args.fidelity), args.json)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="asteroid", description=(
         "Accurate machine-learning force fields from many cheap and a few accurate labels."))
@@ -112,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sample_parser(data_commands)
     _add_label_parser(data_commands)
     _add_quickstart_parser(commands)
+    _add_evaluate_parser(commands)
     for name, text in PLANNED.items():
         commands.add_parser(name, help=f"{text} (not yet available)")
     return parser
@@ -126,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in PLANNED:
         print(f"asteroid: '{args.command}' is not yet available in ase_asteroid {__version__}", file=sys.stderr)
         return 2
-    run = (lambda: quickstart(args)) if args.command == "quickstart" else {
+    run = {"quickstart": lambda: quickstart(args), "evaluate": lambda: evaluate_command(args)}.get(args.command) or {
         "info": lambda: data_info(args.file, args.json, args.fidelity, args.labels),
         "sample": lambda: data_sample(args), "label": lambda: data_label(args)}[args.data_command]
     try:

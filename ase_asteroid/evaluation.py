@@ -1,0 +1,65 @@
+"""``asteroid evaluate``: energy and force errors of a model on labelled data, overall and per element."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from . import units
+from .data import Dataset
+from .data.dataset import element_symbol
+from .graph import batch_configurations
+from .models import ForceField
+
+
+def _stats(errors: np.ndarray, unit_scale: float) -> tuple[float, float]:
+    return float(np.mean(np.abs(errors)) * unit_scale), float(np.sqrt(np.mean(errors ** 2)) * unit_scale)
+
+
+def evaluate(model: ForceField, data: Dataset, fidelity: str | None = None, batch_size: int = 50) -> dict:
+    """MAE and RMSE of energies (meV, kcal/mol) and forces (meV/Å, kcal/mol/Å), forces also per element.
+
+    Every configuration is predicted with the reference energies of `fidelity` (default: the
+    model's first, most accurate one), whatever fidelity label the data carries.
+    """
+    model.eval()
+    row = model.fidelity_index(fidelity)
+    labelled = [c for c in data if c.energy is not None and c.forces is not None]
+    if not labelled:
+        raise ValueError(f"{data.source or 'dataset'}: no configuration has both energy and forces")
+    energy_errors, force_errors, numbers = [], [], []
+    for start in range(0, len(labelled), batch_size):
+        part = labelled[start:start + batch_size]
+        batch = batch_configurations(part, model.cutoff).to(dtype=model.dtype)
+        batch.fidelity.fill_(row)
+        out = model(batch)
+        energy_errors.append((out["energy"] - batch.energy).detach().double().numpy())
+        force_errors.append((out["forces"] - batch.forces).detach().double().numpy())
+        numbers.append(batch.numbers.numpy())
+    energy, forces, numbers = np.concatenate(energy_errors), np.concatenate(force_errors), np.concatenate(numbers)
+    kcal, kcal_A = 1 / units.energy_factor("kcal/mol"), 1 / units.force_factor("kcal/mol/Å")
+    result = {"configurations": len(labelled), "fidelity": model.fidelities[row],
+              "energy_mae_meV": _stats(energy, 1e3)[0], "energy_rmse_meV": _stats(energy, 1e3)[1],
+              "energy_mae_kcal_per_mol": _stats(energy, kcal)[0],
+              "force_mae_meV_per_A": _stats(forces, 1e3)[0], "force_rmse_meV_per_A": _stats(forces, 1e3)[1],
+              "force_mae_kcal_per_mol_A": _stats(forces, kcal_A)[0],
+              "force_rmse_kcal_per_mol_A": _stats(forces, kcal_A)[1], "per_element": {}}
+    for z in sorted(set(numbers.tolist())):
+        mae, rmse = _stats(forces[numbers == z], 1e3)
+        result["per_element"][element_symbol(z)] = {"force_mae_meV_per_A": mae, "force_rmse_meV_per_A": rmse}
+    return result
+
+
+def format_evaluation(result: dict, as_json: bool = False) -> str:
+    if as_json:
+        return json.dumps(result, indent=2)
+    lines = [f"{result['configurations']} configurations, predicted at fidelity {result['fidelity']!r}",
+             f"energy  MAE {result['energy_mae_meV']:.2f} meV ({result['energy_mae_kcal_per_mol']:.3f} kcal/mol), "
+             f"RMSE {result['energy_rmse_meV']:.2f} meV",
+             f"forces  MAE {result['force_mae_meV_per_A']:.2f} meV/Å ({result['force_mae_kcal_per_mol_A']:.3f} "
+             f"kcal/mol/Å), RMSE {result['force_rmse_meV_per_A']:.2f} meV/Å "
+             f"({result['force_rmse_kcal_per_mol_A']:.3f} kcal/mol/Å)"]
+    lines += [f"  {symbol:>2}: force MAE {e['force_mae_meV_per_A']:.2f} meV/Å, RMSE {e['force_rmse_meV_per_A']:.2f} meV/Å"
+              for symbol, e in result["per_element"].items()]
+    return "\n".join(lines)
