@@ -20,7 +20,7 @@ def test_help_of_both_commands(capsys):
 
 
 def test_data_info_text_and_json(capsys):
-    assert cli.main(["data", "info", str(FIXTURES / "ethanol_rmd17_layout.npz"), "--labels", "old"]) == 0
+    assert cli.main(["data", "info", str(FIXTURES / "ethanol_rmd17-keys.npz"), "--labels", "old"]) == 0
     text = capsys.readouterr().out
     assert "pbe+vdw-ts" in text and "kcal/mol" in text and "40 configurations" in text
     assert cli.main(["data", "info", str(FIXTURES / "ethanol_gfn2-xtb.extxyz"), "--json"]) == 0

@@ -21,12 +21,12 @@ def test_sgdml_npz_in_kcal_equals_extxyz_in_eV(xtb_data):
 
 
 def test_rmd17_old_labels_are_a_second_fidelity(xtb_data, lj_data):
-    new = read_dataset(FIXTURES / "ethanol_rmd17_layout.npz")
-    old = read_dataset(FIXTURES / "ethanol_rmd17_layout.npz", labels="old")
+    new = read_dataset(FIXTURES / "ethanol_rmd17-keys.npz")
+    old = read_dataset(FIXTURES / "ethanol_rmd17-keys.npz", labels="old")
     assert new.fidelities == ("pbe/def2-svp",) and old.fidelities == ("pbe+vdw-ts",)
     np.testing.assert_allclose(_arrays(new)[0], _arrays(xtb_data)[0], rtol=1e-12)
     np.testing.assert_allclose(_arrays(old)[1], _arrays(lj_data)[1], atol=1e-7)
-    assert read_dataset(FIXTURES / "ethanol_rmd17_layout.npz", fidelity="dft").fidelities == ("dft",)
+    assert read_dataset(FIXTURES / "ethanol_rmd17-keys.npz", fidelity="dft").fidelities == ("dft",)
 
 
 def test_extxyz_carries_fidelity_and_weight(tmp_path, xtb_data):
@@ -81,7 +81,7 @@ def test_malformed_npz_names_file_and_problem(tmp_path, sgdml_arrays, change, me
 
 
 def test_rmd17_without_old_labels(tmp_path):
-    with np.load(FIXTURES / "ethanol_rmd17_layout.npz") as npz:
+    with np.load(FIXTURES / "ethanol_rmd17-keys.npz") as npz:
         arrays = {k: npz[k] for k in ("coords", "nuclear_charges", "energies", "forces")}
     path = _write_npz(tmp_path / "no_old.npz", **arrays)
     with pytest.raises(DataError, match="missing key.*old_energies"):
