@@ -8,11 +8,6 @@ import sys
 
 from . import __version__
 
-#: Subcommands that later releases add; they answer "not yet available".
-PLANNED = {
-    "train": "train a force field from a YAML config",
-}
-
 
 def data_info(path: str, as_json: bool = False, fidelity: str | None = None,
               labels: str = "new") -> str:
@@ -113,6 +108,27 @@ def evaluate_command(args) -> str:
     return format_evaluation(evaluate(model, read_dataset(args.data, labels=args.labels), args.fidelity), args.json)
 
 
+def _add_train_parser(commands) -> None:
+    train = commands.add_parser("train", help="train a force field from a YAML config (see examples/*.yaml)")
+    train.add_argument("--config", required=True, help="YAML file")
+    train.add_argument("--out", help="output folder (overrides the config's 'out')")
+
+
+def train_command(args) -> str:
+    from dataclasses import replace
+
+    from .evaluation import format_evaluation
+    from .training.config import load_config
+    from .training.pipeline import run_training
+
+    config = load_config(args.config)
+    result = run_training(replace(config, out=args.out) if args.out else config)
+    lines = [f"{stage}: {path}" for stage, path in result["checkpoints"].items()]
+    if "test" in result:
+        lines += ["test:", format_evaluation(result["test"])]
+    return "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="asteroid", description=(
         "Accurate machine-learning force fields from many cheap and a few accurate labels."))
@@ -130,8 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_label_parser(data_commands)
     _add_quickstart_parser(commands)
     _add_evaluate_parser(commands)
-    for name, text in PLANNED.items():
-        commands.add_parser(name, help=f"{text} (not yet available)")
+    _add_train_parser(commands)
     return parser
 
 
@@ -141,10 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None or (args.command == "data" and args.data_command is None):
         parser.print_help()
         return 0
-    if args.command in PLANNED:
-        print(f"asteroid: '{args.command}' is not yet available in ase_asteroid {__version__}", file=sys.stderr)
-        return 2
-    run = {"quickstart": lambda: quickstart(args), "evaluate": lambda: evaluate_command(args)}.get(args.command) or {
+    run = {"quickstart": lambda: quickstart(args), "evaluate": lambda: evaluate_command(args),
+           "train": lambda: train_command(args)}.get(args.command) or {
         "info": lambda: data_info(args.file, args.json, args.fidelity, args.labels),
         "sample": lambda: data_sample(args), "label": lambda: data_label(args)}[args.data_command]
     try:

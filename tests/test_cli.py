@@ -34,12 +34,6 @@ def test_data_info_bad_file_is_a_clear_error(tmp_path, capsys):
     assert "broken.npz: not a readable npz" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("argv", [["train"]])
-def test_planned_subcommands_say_so(argv, capsys):
-    assert cli.main(argv) == 2
-    assert "not yet available" in capsys.readouterr().err
-
-
 def test_console_scripts_are_installed():
     for script in ("asteroid", "asteroid-md"):
         result = subprocess.run([sys.executable, "-c",

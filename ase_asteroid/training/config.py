@@ -1,0 +1,84 @@
+"""``asteroid train`` configuration: a YAML file of plain values, validated with errors that
+name the offending key. Data paths are relative to the YAML file; ``demo:NAME`` names a
+shipped demo dataset (e.g. ``demo:ethanol_b3lyp``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import yaml
+
+from .loop import FitConfig
+
+METHODS = ("standard", "asteroid", "pretrain_finetune", "cheap_only")
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """path (file or demo:NAME); train/val: how many configurations (seeded split of the file)."""
+
+    path: str
+    train: int = -1
+    val: int = 50
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    method: str
+    accurate: DataSpec
+    model: dict = field(default_factory=lambda: {"name": "egnn"})
+    cheap: DataSpec | None = None
+    test: str | None = None
+    gamma_eV_per_A: float = 0.05
+    fit: FitConfig = FitConfig()
+    pretrain_fit: FitConfig = FitConfig(epochs=8)
+    out: str = "train_out"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"method: must be one of {METHODS}, got {self.method!r}")
+        if self.method != "standard" and self.cheap is None:
+            raise ValueError(f"method {self.method!r} needs a 'cheap' data section")
+        if not self.gamma_eV_per_A > 0:
+            raise ValueError(f"gamma_eV_per_A: must be positive, got {self.gamma_eV_per_A}")
+
+
+def _build(cls, values, where: str):
+    if not isinstance(values, dict):
+        raise ValueError(f"{where}: expected a mapping, got {values!r}")
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
+    try:
+        return cls(**values)
+    except TypeError as error:
+        raise ValueError(f"{where}: {error}") from error
+
+
+def load_config(path) -> TrainConfig:
+    """Read and validate a training YAML; relative data paths become relative to its folder."""
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"{path}: no such config file")
+    values = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: expected a mapping at the top level")
+    values = dict(values)
+    for key, cls in (("accurate", DataSpec), ("cheap", DataSpec), ("fit", FitConfig), ("pretrain_fit", FitConfig)):
+        if values.get(key) is not None:
+            values[key] = _build(cls, values[key], f"{path}: {key}")
+    for key in ("accurate", "cheap"):
+        if values.get(key) is not None:
+            spec = values[key]
+            values[key] = DataSpec(_resolve(spec.path, path.parent), spec.train, spec.val, spec.seed)
+    if values.get("test"):
+        values["test"] = _resolve(values["test"], path.parent)
+    return _build(TrainConfig, values, str(path))
+
+
+def _resolve(data_path: str, folder: Path) -> str:
+    return data_path if data_path.startswith("demo:") or Path(data_path).is_absolute() else str(folder / data_path)

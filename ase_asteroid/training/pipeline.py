@@ -1,0 +1,75 @@
+"""``asteroid train``: run a TrainConfig, writing a checkpoint after each stage with its
+parent and metrics in the checkpoint's history."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from ..checkpoint import save_checkpoint
+from ..data import Dataset, read_dataset, split
+from ..evaluation import evaluate
+from ..models import config_from_dict
+from .config import DataSpec, TrainConfig
+from .loop import fit
+from .stages import bias_weights, force_bias, new_model, weighted
+
+
+def load_data(path: str) -> Dataset:
+    if path.startswith("demo:"):
+        from ..demo_data import load_demo
+        return load_demo(path.removeprefix("demo:"))
+    return read_dataset(path)
+
+
+def _split(spec: DataSpec) -> tuple[Dataset, Dataset]:
+    data = load_data(spec.path)
+    train = spec.train if spec.train >= 0 else len(data) - spec.val
+    return tuple(split(data, [train, spec.val], spec.seed))
+
+
+class _Recorder:
+    """Writes each stage's checkpoint with its parent and data hashes."""
+
+    def __init__(self, out: Path) -> None:
+        self.out, self.parent = out, None
+        out.mkdir(parents=True, exist_ok=True)
+
+    def save(self, model, stage: str, train: Dataset, seconds: float) -> Path:
+        model.history[-1].update(stage=stage, parent=self.parent, seconds=round(seconds, 1))
+        path = save_checkpoint(model, self.out / f"{stage}.ckpt", data_hashes={stage: train.content_hash()})
+        self.parent = path.name
+        return path
+
+
+def run_training(config: TrainConfig, progress: bool = True) -> dict:
+    """Train as configured; returns {stage: checkpoint path} and the test evaluation, if any."""
+    train, val = _split(config.accurate)
+    cheap_train, cheap_val = _split(config.cheap) if config.cheap else (None, None)
+    model_config = config_from_dict({"species": sorted(set(train.species) | set(cheap_train.species if cheap_train else ())),
+                                     **config.model})
+    recorder, paths = _Recorder(Path(config.out)), {}
+
+    def stage(name, model, data, data_val, fit_config):
+        start = time.perf_counter()
+        model, _ = fit(model, data, data_val, fit_config, progress)
+        paths[name] = recorder.save(model, name, data, time.perf_counter() - start)
+        return model
+
+    if config.method == "standard":
+        final = stage("standard", new_model(model_config, train, seed=config.seed), train, val, config.fit)
+    else:
+        cheap = cheap_train
+        if config.method == "asteroid":
+            first = stage("bias_identification", new_model(model_config, train, cheap_train, config.seed),
+                          train, val, config.fit)
+            cheap = weighted(cheap_train, bias_weights(force_bias(first, cheap_train), config.gamma_eV_per_A))
+        recorder.parent = None  # pre-training starts from scratch
+        final = stage("pretrained", new_model(model_config, train, cheap_train, config.seed + 1),
+                      cheap, cheap_val, config.pretrain_fit)
+        if config.method != "cheap_only":
+            final = stage("fine_tuned", final, train, val, config.fit)
+    result = {"checkpoints": {k: str(v) for k, v in paths.items()}}
+    if config.test:
+        result["test"] = evaluate(final, load_data(config.test))
+    return result
