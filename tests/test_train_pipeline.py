@@ -1,10 +1,15 @@
 
+import json
+
+import numpy as np
 import pytest
 import yaml
 
 from ase_asteroid import cli, load_checkpoint
 from ase_asteroid.checkpoint import read_metadata
-from ase_asteroid.training.config import load_config
+from ase_asteroid.data import read_dataset
+from ase_asteroid.training.config import DataSpec, load_config
+from ase_asteroid.training.pipeline import _split
 from conftest import FIXTURES
 
 EXAMPLES = FIXTURES.parents[1] / "examples"
@@ -61,3 +66,17 @@ def test_bad_config_names_the_key(tmp_path, change, message, capsys):
 def test_example_configs_are_valid(name):
     config = load_config(EXAMPLES / name)
     assert config.accurate.path.startswith("demo:") and config.fit.epochs == 60
+
+
+def test_validation_split_and_epoch_logs(tmp_path):
+    spec = DataSpec(str(FIXTURES / "ethanol_gfn2-xtb.extxyz"), train=20, val=10, val_start=25)
+    train, val = _split(spec)
+    perm = np.random.default_rng(0).permutation(40)
+    full = read_dataset(FIXTURES / "ethanol_gfn2-xtb.extxyz")
+    assert np.allclose(val[0].positions, full[int(perm[25])].positions)
+    assert np.allclose(train[-1].positions, full[int(perm[19])].positions)
+    with pytest.raises(ValueError, match="must follow the training set"):
+        _split(DataSpec(spec.path, train=20, val=10, val_start=10))
+    cli.main(["train", "--config", str(small(tmp_path, "standard"))])
+    epochs = json.loads((tmp_path / "out" / "standard_epochs.json").read_text())
+    assert [e["epoch"] for e in epochs] == [1, 2] and "force_mae_eV_per_A" in epochs[0]

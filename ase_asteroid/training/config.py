@@ -16,12 +16,15 @@ METHODS = ("standard", "asteroid", "pretrain_finetune", "cheap_only")
 
 @dataclass(frozen=True)
 class DataSpec:
-    """path (file or demo:NAME); train/val: how many configurations (seeded split of the file)."""
+    """path (file or demo:NAME); with perm = default_rng(seed).permutation(len(file)):
+    train = perm[:train] (-1: all but the validation set), val = perm[val_start:val_start + val]
+    (val_start defaults to right after the training set; the MD17@CCSD protocol uses 250)."""
 
     path: str
     train: int = -1
     val: int = 50
     seed: int = 0
+    val_start: int | None = None
 
 
 @dataclass(frozen=True)
@@ -74,7 +77,7 @@ def load_config(path) -> TrainConfig:
     for key in ("accurate", "cheap"):
         if values.get(key) is not None:
             spec = values[key]
-            values[key] = DataSpec(_resolve(spec.path, path.parent), spec.train, spec.val, spec.seed)
+            values[key] = DataSpec(_resolve(spec.path, path.parent), spec.train, spec.val, spec.seed, spec.val_start)
     if values.get("test"):
         values["test"] = _resolve(values["test"], path.parent)
     return _build(TrainConfig, values, str(path))

@@ -1,13 +1,17 @@
 """``asteroid train``: run a TrainConfig, writing a checkpoint after each stage with its
-parent and metrics in the checkpoint's history."""
+parent and metrics in the checkpoint's history, and the stage's per-epoch metrics
+(train loss, validation force and energy MAE) to ``STAGE_epochs.json``."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
+import numpy as np
+
 from ..checkpoint import save_checkpoint
-from ..data import Dataset, read_dataset, split
+from ..data import Dataset, read_dataset
 from ..evaluation import evaluate
 from ..models import config_from_dict
 from .config import DataSpec, TrainConfig
@@ -25,7 +29,12 @@ def load_data(path: str) -> Dataset:
 def _split(spec: DataSpec) -> tuple[Dataset, Dataset]:
     data = load_data(spec.path)
     train = spec.train if spec.train >= 0 else len(data) - spec.val
-    return tuple(split(data, [train, spec.val], spec.seed))
+    start = train if spec.val_start is None else spec.val_start
+    if start < train or start + spec.val > len(data):
+        raise ValueError(f"{spec.path}: validation perm[{start}:{start + spec.val}] must follow the training set "
+                         f"perm[:{train}] and fit in its {len(data)} configurations")
+    perm = np.random.default_rng(spec.seed).permutation(len(data))
+    return data.subset(perm[:train]), data.subset(perm[start:start + spec.val])
 
 
 class _Recorder:
@@ -35,8 +44,9 @@ class _Recorder:
         self.out, self.parent = out, None
         out.mkdir(parents=True, exist_ok=True)
 
-    def save(self, model, stage: str, train: Dataset, seconds: float) -> Path:
+    def save(self, model, stage: str, train: Dataset, seconds: float, epochs: list[dict]) -> Path:
         model.history[-1].update(stage=stage, parent=self.parent, seconds=round(seconds, 1))
+        (self.out / f"{stage}_epochs.json").write_text(json.dumps(epochs, indent=1))
         path = save_checkpoint(model, self.out / f"{stage}.ckpt", data_hashes={stage: train.content_hash()})
         self.parent = path.name
         return path
@@ -52,8 +62,8 @@ def run_training(config: TrainConfig, progress: bool = True) -> dict:
 
     def stage(name, model, data, data_val, fit_config):
         start = time.perf_counter()
-        model, _ = fit(model, data, data_val, fit_config, progress)
-        paths[name] = recorder.save(model, name, data, time.perf_counter() - start)
+        model, record = fit(model, data, data_val, fit_config, progress)
+        paths[name] = recorder.save(model, name, data, time.perf_counter() - start, record["history"])
         return model
 
     if config.method == "standard":
