@@ -9,8 +9,7 @@ import numpy as np
 from . import units
 from .data import Dataset
 from .data.dataset import element_symbol
-from .graph import batch_configurations
-from .models import ForceField
+from .models import ForceField, predict_in_batches
 
 
 def _stats(errors: np.ndarray, unit_scale: float) -> tuple[float, float]:
@@ -23,17 +22,12 @@ def evaluate(model: ForceField, data: Dataset, fidelity: str | None = None, batc
     Every configuration is predicted with the reference energies of `fidelity` (default: the
     model's first, most accurate one), whatever fidelity label the data carries.
     """
-    model.eval()
     row = model.fidelity_index(fidelity)
-    labelled = [c for c in data if c.energy is not None and c.forces is not None]
+    labelled = [c.with_(fidelity=model.fidelities[row]) for c in data if c.energy is not None and c.forces is not None]
     if not labelled:
         raise ValueError(f"{data.source or 'dataset'}: no configuration has both energy and forces")
     energy_errors, force_errors, numbers = [], [], []
-    for start in range(0, len(labelled), batch_size):
-        part = labelled[start:start + batch_size]
-        batch = batch_configurations(part, model.cutoff).to(dtype=model.dtype)
-        batch.fidelity.fill_(row)
-        out = model(batch)
+    for batch, out in predict_in_batches(model, labelled, batch_size):
         energy_errors.append((out["energy"] - batch.energy).detach().double().numpy())
         force_errors.append((out["forces"] - batch.forces).detach().double().numpy())
         numbers.append(batch.numbers.numpy())

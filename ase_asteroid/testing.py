@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from .data.dataset import Configuration
-from .graph import batch_configurations, graph_from_configuration
+from .graph import batch_configurations
 from .models import ForceField
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import numpy as np
-from ase import Atoms, units
+from ase import Atoms
 from tqdm import tqdm
 
 from .divergence import DivergenceCriteria, DivergenceMonitor

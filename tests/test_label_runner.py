@@ -2,7 +2,6 @@
 
 import json
 
-import ase.io
 import numpy as np
 import pytest
 

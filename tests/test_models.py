@@ -1,6 +1,5 @@
 """Physics conformance of every backend, and proof that the checks can fail."""
 
-import numpy as np
 import pytest
 import torch
 

@@ -15,7 +15,7 @@ from simulations.batched import BatchedLangevin, RunSpec, model_forces
 from simulations.divergence import DivergenceCriteria, DivergenceMonitor
 from simulations.langevin import (LangevinParameters, ase_langevin, kinetic_temperature_K,
                                   maxwell_boltzmann_velocities)
-from simulations.stability import SweepConfig, read_rows, run_sweep
+from simulations.stability import SweepConfig, run_sweep
 
 LOOSE = DivergenceCriteria(bond_deviation_A=50, max_distance_increase_A=50, max_temperature_factor=1e3)
 

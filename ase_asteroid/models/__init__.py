@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import ForceField, energy_and_forces
+from .base import ForceField, energy_and_forces, predict_in_batches
 from .egnn import EGNNConfig, EGNNForceField
 from .mace import MACEConfig, MACEForceField
 
@@ -37,4 +37,4 @@ def build_model(config, seed: int = 0, dtype: torch.dtype = torch.float32) -> Fo
 
 
 __all__ = ["BACKENDS", "EGNNConfig", "ForceField", "MACEConfig", "build_model",
-           "config_from_dict", "energy_and_forces"]
+           "config_from_dict", "energy_and_forces", "predict_in_batches"]

@@ -13,13 +13,13 @@ fitted from data, and into forces F = -∂E/∂r by automatic differentiation (o
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Callable, Mapping
+from typing import Callable, Iterator, Mapping, Sequence
 
 import torch
 from torch import nn
 
 from ..data.dataset import element_symbol
-from ..graph import Batch
+from ..graph import Batch, batch_configurations
 
 
 def energy_and_forces(energy_fn: Callable[[torch.Tensor], torch.Tensor], positions: torch.Tensor,
@@ -135,3 +135,15 @@ class ForceField(nn.Module):
     def describe(self) -> dict:
         """Plain description: name and config as a dict."""
         return {"name": self.config.name, "config": asdict(self.config)}
+
+
+def predict_in_batches(model: ForceField, configs: Sequence, batch_size: int = 50,
+                       compute_forces: bool = True) -> Iterator[tuple[Batch, dict[str, torch.Tensor]]]:
+    """(batch, model output) over `configs` in eval mode, in the model's dtype, each
+    configuration predicted with the reference row of its fidelity label (row 0 if unknown)."""
+    model.eval()
+    index = {f: i for i, f in enumerate(model.fidelities)}
+    configs = list(configs)
+    for start in range(0, len(configs), batch_size):
+        batch = batch_configurations(configs[start:start + batch_size], model.cutoff, index).to(dtype=model.dtype)
+        yield batch, model(batch, compute_forces=compute_forces)

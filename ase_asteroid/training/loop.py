@@ -16,8 +16,8 @@ import torch
 from tqdm import tqdm
 
 from ..data import Dataset, fit_energy_references
-from ..graph import batch_configurations, graph_from_configuration, collate
-from ..models import ForceField
+from ..graph import collate, graph_from_configuration
+from ..models import ForceField, predict_in_batches
 from .losses import KINDS, energy_force_loss
 
 
@@ -46,12 +46,8 @@ class FitConfig:
 
 def errors(model: ForceField, data: Dataset, batch_size: int = 50) -> dict[str, float]:
     """Force MAE (eV/Å) and energy MAE (eV) of `model` on `data`."""
-    model.eval()
-    index = {f: i for i, f in enumerate(model.fidelities)}
     force_errors, energy_errors = [], []
-    for start in range(0, len(data), batch_size):
-        batch = batch_configurations(data[start:start + batch_size], model.cutoff, index).to(dtype=model.dtype)
-        out = model(batch)
+    for batch, out in predict_in_batches(model, data, batch_size):
         force_errors.append((out["forces"] - batch.forces).abs().detach().reshape(-1))
         energy_errors.append((out["energy"] - batch.energy).abs().detach())
     return {"force_mae_eV_per_A": float(torch.cat(force_errors).mean()),
@@ -65,14 +61,10 @@ def refit_energy_references(model: ForceField, data: Dataset, batch_size: int = 
     nearly unconstrained; the per-fidelity, per-element least-squares fit of the residuals
     E_true - E_model (the same fit as the initial references) removes it exactly.
     """
-    index = {f: i for i, f in enumerate(model.fidelities)}
-    residuals = []
-    for start in range(0, len(data), batch_size):
-        part = [c for c in data[start:start + batch_size] if c.energy is not None]
-        if part:
-            batch = batch_configurations(part, model.cutoff, index).to(dtype=model.dtype)
-            predicted = model(batch, compute_forces=False)["energy"].detach().double().numpy()
-            residuals += [c.with_(energy=c.energy - float(p)) for c, p in zip(part, predicted)]
+    labelled = [c for c in data if c.energy is not None]
+    predicted = [p for _, out in predict_in_batches(model, labelled, batch_size, compute_forces=False)
+                 for p in out["energy"].detach().double().numpy()]
+    residuals = [c.with_(energy=c.energy - float(p)) for c, p in zip(labelled, predicted)]
     if not residuals:
         return
     corrections = fit_energy_references(Dataset(residuals), model.species)

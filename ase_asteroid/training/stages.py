@@ -20,8 +20,7 @@ import numpy as np
 import torch
 
 from ..data import Dataset, fit_energy_references, force_rms
-from ..graph import batch_configurations
-from ..models import ForceField, build_model
+from ..models import ForceField, build_model, predict_in_batches
 from .loop import FitConfig, fit
 
 
@@ -38,12 +37,9 @@ def new_model(config, accurate: Dataset, cheap: Dataset | None = None, seed: int
 
 def force_bias(model: ForceField, cheap: Dataset, batch_size: int = 50) -> np.ndarray:
     """B(x) per cheap configuration: mean |F_model - f_cheap| over force components (eV/Å)."""
-    model.eval()
     biases = []
-    for start in range(0, len(cheap), batch_size):
-        part = cheap[start:start + batch_size]
-        batch = batch_configurations(part, model.cutoff).to(dtype=model.dtype)
-        error = (model(batch)["forces"] - batch.forces).abs().detach().sum(dim=1)
+    for batch, out in predict_in_batches(model, cheap, batch_size):
+        error = (out["forces"] - batch.forces).abs().detach().sum(dim=1)
         per_graph = torch.zeros(batch.num_graphs, dtype=error.dtype).index_add(0, batch.batch, error)
         biases.append((per_graph / (3 * (batch.ptr[1:] - batch.ptr[:-1]))).double().numpy())
     return np.concatenate(biases)
