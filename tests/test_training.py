@@ -58,29 +58,29 @@ def test_bias_and_weights_on_a_known_offset(xtb_data):
         bias_weights(bias, 0.0)
 
 
-def test_fine_tuning_starts_from_the_pretrained_weights(xtb_data, lj_data, monkeypatch):
+def test_fine_tuning_starts_from_the_pretrained_weights(xtb_data, lj_data, monkeypatch, tmp_path):
     import copy
-    from ase_asteroid.training import stages
+    from ase_asteroid.training import pipeline
     from conftest import TINY_CONFIGS
-    starts = []
-    original = stages.fit
+    starts, finals = [], []
+    original = pipeline.fit
 
     def recording_fit(model, *args, **kwargs):
         starts.append(copy.deepcopy(model.state_dict()))
-        return original(model, *args, **kwargs)
+        result = original(model, *args, **kwargs)
+        finals.append(copy.deepcopy(model.state_dict()))
+        return result
 
-    monkeypatch.setattr(stages, "fit", recording_fit)
-    accurate = xtb_data[:12]
-    cheap = lj_data[12:30]
-    fits = (FitConfig(epochs=2, batch_size=4), FitConfig(epochs=2, batch_size=4), FitConfig(epochs=2, batch_size=4))
-    result = stages.asteroid(TINY_CONFIGS["egnn"], accurate[:8], accurate[8:], cheap[:14], cheap[14:], 0.1, fits,
-                             progress=False)
-    pretrained = result["pretrained"].state_dict()
-    assert all(torch.equal(starts[2][k], pretrained[k]) for k in pretrained)          # stage 3 starts there
-    assert not all(torch.equal(starts[1][k], pretrained[k]) for k in pretrained)      # stage 2 trained
-    assert not all(torch.equal(starts[0][k], starts[1][k]) for k in pretrained)       # stage 2 from scratch
-    assert result["fine_tuned"].fidelities == ("gfn2-xtb", "lj")                      # accurate references first
-    assert len(result["weights"]) == 14 and np.all((result["weights"] > 0) & (result["weights"] <= 1))
+    monkeypatch.setattr(pipeline, "fit", recording_fit)
+    accurate, cheap = xtb_data[:12], lj_data[12:30]
+    fit_config = FitConfig(epochs=2, batch_size=4)
+    final, paths = pipeline.run_stages("asteroid", TINY_CONFIGS["egnn"], accurate[:8], accurate[8:], cheap[:14],
+                                       cheap[14:], 0.1, fit_config, fit_config, tmp_path, progress=False)
+    same = lambda a, b: all(torch.equal(a[k], b[k]) for k in a)
+    assert same(starts[2], finals[1])          # stage 3 starts from the pre-trained weights
+    assert not same(starts[1], finals[1])      # stage 2 trained
+    assert not same(starts[0], starts[1])      # stage 2 from scratch, not from stage 1
+    assert final.fidelities == ("gfn2-xtb", "lj") and sorted(paths) == ["bias_identification", "fine_tuned", "pretrained"]
 
 
 def test_refit_removes_a_constant_energy_offset(xtb_data):

@@ -13,9 +13,9 @@ import numpy as np
 from ..checkpoint import save_checkpoint
 from ..data import Dataset, read_dataset
 from ..evaluation import evaluate
-from ..models import config_from_dict
+from ..models import ForceField, config_from_dict
 from .config import DataSpec, TrainConfig
-from .loop import fit
+from .loop import FitConfig, fit
 from .stages import bias_weights, force_bias, new_model, weighted
 
 
@@ -52,33 +52,41 @@ class _Recorder:
         return path
 
 
+def run_stages(method: str, model_config, train: Dataset, val: Dataset, cheap: Dataset | None,
+               cheap_val: Dataset | None, gamma_eV_per_A: float, fit_config: FitConfig, pretrain_fit: FitConfig,
+               out, seed: int = 0, progress: bool = True) -> tuple[ForceField, dict[str, Path]]:
+    """The stages of `method` (see config.METHODS), a checkpoint per stage in `out`; the
+    only place they are chained. Returns the final model and {stage: checkpoint path}."""
+    recorder, paths = _Recorder(Path(out)), {}
+
+    def stage(name, model, data, data_val, config):
+        start = time.perf_counter()
+        model, record = fit(model, data, data_val, config, progress)
+        paths[name] = recorder.save(model, name, data, time.perf_counter() - start, record["history"])
+        return model
+
+    if method == "standard":
+        return stage("standard", new_model(model_config, train, seed=seed), train, val, fit_config), paths
+    weighted_cheap = cheap
+    if method == "asteroid":
+        first = stage("bias_identification", new_model(model_config, train, cheap, seed), train, val, fit_config)
+        weighted_cheap = weighted(cheap, bias_weights(force_bias(first, cheap), gamma_eV_per_A))
+    recorder.parent = None  # pre-training starts from scratch
+    final = stage("pretrained", new_model(model_config, train, cheap, seed + 1), weighted_cheap, cheap_val,
+                  pretrain_fit)
+    if method != "cheap_only":
+        final = stage("fine_tuned", final, train, val, fit_config)  # from the pre-trained weights
+    return final, paths
+
+
 def run_training(config: TrainConfig, progress: bool = True) -> dict:
     """Train as configured; returns {stage: checkpoint path} and the test evaluation, if any."""
     train, val = _split(config.accurate)
     cheap_train, cheap_val = _split(config.cheap) if config.cheap else (None, None)
     model_config = config_from_dict({"species": sorted(set(train.species) | set(cheap_train.species if cheap_train else ())),
                                      **config.model})
-    recorder, paths = _Recorder(Path(config.out)), {}
-
-    def stage(name, model, data, data_val, fit_config):
-        start = time.perf_counter()
-        model, record = fit(model, data, data_val, fit_config, progress)
-        paths[name] = recorder.save(model, name, data, time.perf_counter() - start, record["history"])
-        return model
-
-    if config.method == "standard":
-        final = stage("standard", new_model(model_config, train, seed=config.seed), train, val, config.fit)
-    else:
-        cheap = cheap_train
-        if config.method == "asteroid":
-            first = stage("bias_identification", new_model(model_config, train, cheap_train, config.seed),
-                          train, val, config.fit)
-            cheap = weighted(cheap_train, bias_weights(force_bias(first, cheap_train), config.gamma_eV_per_A))
-        recorder.parent = None  # pre-training starts from scratch
-        final = stage("pretrained", new_model(model_config, train, cheap_train, config.seed + 1),
-                      cheap, cheap_val, config.pretrain_fit)
-        if config.method != "cheap_only":
-            final = stage("fine_tuned", final, train, val, config.fit)
+    final, paths = run_stages(config.method, model_config, train, val, cheap_train, cheap_val, config.gamma_eV_per_A,
+                              config.fit, config.pretrain_fit, config.out, config.seed, progress)
     result = {"checkpoints": {k: str(v) for k, v in paths.items()}}
     if config.test:
         result["test"] = evaluate(final, load_data(config.test))

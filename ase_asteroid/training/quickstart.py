@@ -17,12 +17,11 @@ from pathlib import Path
 import numpy as np
 
 from .. import units
-from ..checkpoint import save_checkpoint
 from ..data import split_indices
 from ..demo_data import load_demo
 from ..models import EGNNConfig
 from .loop import FitConfig, errors
-from .stages import asteroid, standard
+from .pipeline import run_stages
 
 
 def _row(name: str, model, test, n_accurate: int, n_cheap: int, seconds: float) -> dict:
@@ -35,7 +34,8 @@ def _row(name: str, model, test, n_accurate: int, n_cheap: int, seconds: float) 
 
 def run_quickstart(out_dir="quickstart", epochs: int = 60, pretrain_epochs: int = 8, gamma_eV_per_A: float = 0.05,
                    cost_ratio: float = 1000.0, seed: int = 0, progress: bool = True) -> list[dict]:
-    """Train both models, write their checkpoints and a plot into `out_dir`; return the table rows."""
+    """Train both models (checkpoints in `out_dir`/standard and `out_dir`/asteroid, one per stage)
+    and write a parity plot; return the table rows."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     accurate, cheap, test = load_demo("ethanol_b3lyp"), load_demo("ethanol_gfn2-xtb"), load_demo("ethanol_test_b3lyp")
@@ -46,18 +46,17 @@ def run_quickstart(out_dir="quickstart", epochs: int = 60, pretrain_epochs: int 
         cheap_train = cheap_train.subset(range(int(50 * cost_ratio)))
     config = EGNNConfig(species=accurate.species)
     fit_config = FitConfig(epochs=epochs, lr=2e-3, seed=seed)
-    rows = []
+    pretrain_fit = FitConfig(epochs=pretrain_epochs, lr=2e-3, seed=seed)
     start = time.perf_counter()
-    baseline, _ = standard(config, train_std, val, fit_config, seed, progress)
-    rows.append(_row("standard", baseline, test, 250, 0, time.perf_counter() - start))
-    save_checkpoint(baseline, out / "standard.ckpt")
+    baseline, _ = run_stages("standard", config, train_std, val, None, None, gamma_eV_per_A, fit_config,
+                             pretrain_fit, out / "standard", seed, progress)
+    rows = [_row("standard", baseline, test, 250, 0, time.perf_counter() - start)]
     start = time.perf_counter()
-    fits = (fit_config, FitConfig(epochs=pretrain_epochs, lr=2e-3, seed=seed), fit_config)
-    stages = asteroid(config, train_ast, val, cheap_train, cheap_val, gamma_eV_per_A, fits, seed, progress)
-    rows.append(_row(f"asteroid (gamma {gamma_eV_per_A} eV/Å)", stages["fine_tuned"], test, 200, len(cheap_train),
+    tuned, _ = run_stages("asteroid", config, train_ast, val, cheap_train, cheap_val, gamma_eV_per_A, fit_config,
+                          pretrain_fit, out / "asteroid", seed, progress)
+    rows.append(_row(f"asteroid (gamma {gamma_eV_per_A} eV/Å)", tuned, test, 200, len(cheap_train),
                      time.perf_counter() - start))
-    save_checkpoint(stages["fine_tuned"], out / "asteroid.ckpt")
-    _plot(baseline, stages["fine_tuned"], test, out / "parity.png")
+    _plot(baseline, tuned, test, out / "parity.png")
     return rows
 
 

@@ -1,4 +1,5 @@
-"""ASTEROID's stages (Bukharin et al. 2023) as small functions on the one fit() loop.
+"""The pieces of ASTEROID's stages (Bukharin et al. 2023); training/pipeline.run_stages
+chains them on the one fit() loop.
 
 1. Bias identification: train on the accurate data D_A, then for every cheap configuration
    B(x) = ||F_θ0(x) - f_cheap(x)||_1 / (3N), the mean absolute force-component difference
@@ -14,14 +15,11 @@ so the energy offset moves from the cheap level to the accurate one by construct
 
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 import torch
 
 from ..data import Dataset, fit_energy_references, force_rms
 from ..models import ForceField, build_model, predict_in_batches
-from .loop import FitConfig, fit
 
 
 def new_model(config, accurate: Dataset, cheap: Dataset | None = None, seed: int = 0,
@@ -55,21 +53,3 @@ def bias_weights(bias_eV_per_A: np.ndarray, gamma_eV_per_A: float) -> np.ndarray
 def weighted(data: Dataset, weights: np.ndarray) -> Dataset:
     """`data` with per-configuration loss weights."""
     return Dataset([c.with_(weight=float(w)) for c, w in zip(data, weights)], data.source, dict(data.source_units))
-
-
-def standard(config, train: Dataset, val: Dataset, fit_config: FitConfig, seed: int = 0, progress=True):
-    """Baseline: train from scratch on the accurate data alone."""
-    model = new_model(config, train, seed=seed)
-    return fit(model, train, val, fit_config, progress)
-
-
-def asteroid(config, train: Dataset, val: Dataset, cheap: Dataset, cheap_val: Dataset, gamma_eV_per_A: float,
-             fits: tuple[FitConfig, FitConfig, FitConfig], seed: int = 0, progress=True) -> dict:
-    """The three stages; returns the models of each stage, the biases and the weights."""
-    stage1, _ = fit(new_model(config, train, cheap, seed), train, val, fits[0], progress)
-    bias = force_bias(stage1, cheap)
-    weights = bias_weights(bias, gamma_eV_per_A)
-    stage2, _ = fit(new_model(config, train, cheap, seed + 1), weighted(cheap, weights), cheap_val, fits[1], progress)
-    stage3, _ = fit(copy.deepcopy(stage2), train, val, fits[2], progress)
-    return {"bias_identification": stage1, "pretrained": stage2, "fine_tuned": stage3,
-            "bias_eV_per_A": bias, "weights": weights}
