@@ -26,6 +26,7 @@ from ase.md.verlet import VelocityVerlet
 from ase_asteroid import AsteroidCalculator, save_checkpoint
 from ase_asteroid.data import fit_energy_references, force_rms, read_dataset
 from ase_asteroid.models import EGNNConfig, MACEConfig, build_model
+from simulations.langevin import maxwell_boltzmann_velocities
 
 
 def make_model(backend: str, data_path: str | None, dtype: torch.dtype):
@@ -35,14 +36,6 @@ def make_model(backend: str, data_path: str | None, dtype: torch.dtype):
         data = read_dataset(data_path)
         model.set_normalization(fit_energy_references(data), scale=force_rms(data))
     return model
-
-
-def maxwell_boltzmann(atoms, temperature_K: float, seed: int) -> None:
-    """Momenta from the Maxwell-Boltzmann distribution, no centre-of-mass drift."""
-    rng = np.random.default_rng(seed)
-    sigma = np.sqrt(atoms.get_masses() * units.kB * temperature_K)[:, None]
-    atoms.set_momenta(rng.normal(size=(len(atoms), 3)) * sigma)
-    Stationary(atoms)
 
 
 def nve_drift(atoms, timestep_fs: float, steps: int) -> float:
@@ -72,7 +65,8 @@ def main(argv=None) -> int:
     atoms = molecule("CH3CH2OH")
     write("ethanol.xyz", atoms)
     atoms.calc = AsteroidCalculator(path)
-    maxwell_boltzmann(atoms, 300, seed=0)
+    atoms.set_velocities(maxwell_boltzmann_velocities(atoms.get_masses(), 300, np.random.default_rng(0)))
+    Stationary(atoms)
     start = time.perf_counter()
     Langevin(atoms, 0.5 * units.fs, temperature_K=300, friction=0.01 / units.fs, fixcm=False,
              rng=np.random.default_rng(0)).run(args.langevin_steps)

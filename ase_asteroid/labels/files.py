@@ -4,27 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import ase.io
 from ase import Atoms
 
+from ..data import read_dataset
 from .base import LabelError
-from .runner import LabelReport, _rewrite, label_configurations
+from .runner import LabelReport, write_frames, label_configurations
 
 SAMPLERS = ("gaff2-md", "normal-modes", "md")
 
 
 def read_structures(path) -> list[Atoms]:
-    """All frames of any file ase.io reads; LabelError naming the file if it cannot."""
-    path = Path(path)
-    if not path.exists():
-        raise LabelError(f"{path}: no such file")
-    try:
-        frames = ase.io.read(path, index=":")
-    except Exception as error:  # ase raises many types for unreadable files
-        raise LabelError(f"{path}: ase.io could not read it ({type(error).__name__}: {error})") from error
-    if not frames:
-        raise LabelError(f"{path}: contains no structures")
-    return frames
+    """All structures of a file ``read_dataset`` reads (extxyz, npz, db, ...), as ase.Atoms."""
+    return [config.to_atoms() for config in read_dataset(path)]
 
 
 def sample_to_file(out, method: str, n: int, temperature_K: float, *, smiles: str | None = None,
@@ -57,7 +48,7 @@ def sample_to_file(out, method: str, n: int, temperature_K: float, *, smiles: st
                                                 seed=seed, progress=progress)
     for index, frame in enumerate(frames):
         frame.info.update(sampler=method, temperature_K=temperature_K, seed=seed, frame=index)
-    _rewrite(out, frames)
+    write_frames(out, frames)
     return frames
 
 

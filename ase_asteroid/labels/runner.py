@@ -101,14 +101,15 @@ def _prepare_output(out: Path, mode: str) -> list[Atoms]:
                               "configurations are skipped) or --overwrite to start again")
     if mode == "append" and out.exists():
         done = read_done(out)
-        _rewrite(out, done)  # drops a truncated last frame, if any
+        write_frames(out, done)  # drops a truncated last frame, if any
         return done
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("")
     return []
 
 
-def _rewrite(out: Path, frames: Sequence[Atoms]) -> None:
+def write_frames(out: Path, frames: Sequence[Atoms]) -> None:
+    """Write `frames` to the extxyz file `out` atomically (temporary file, then rename)."""
     temporary = out.with_name(out.name + ".tmp")
     ase.io.write(temporary, list(frames), format="extxyz") if frames else temporary.write_text("")
     os.replace(temporary, out)
@@ -144,7 +145,7 @@ def label_configurations(frames: Sequence[Atoms], labeler: Labeler, out, *, subs
                 report.labelled += 1
             bar.update(1)
     report.wall_seconds = time.perf_counter() - start
-    _rewrite(out, sorted(read_done(out), key=lambda a: int(a.info["source_index"])))
+    write_frames(out, sorted(read_done(out), key=lambda a: int(a.info["source_index"])))
     if not report.failed and failed_path.exists():
         failed_path.unlink()
     return report
