@@ -112,6 +112,9 @@ def _add_train_parser(commands) -> None:
     train = commands.add_parser("train", help="train a force field from a YAML config (see examples/*.yaml)")
     train.add_argument("--config", required=True, help="YAML file")
     train.add_argument("--out", help="output folder (overrides the config's 'out')")
+    train.add_argument("--resume", action="store_true",
+                       help="continue an interrupted run in the same output folder: finished stages are loaded "
+                            "from their checkpoints, the interrupted one from its last finished epoch")
 
 
 def train_command(args) -> str:
@@ -122,7 +125,7 @@ def train_command(args) -> str:
     from .training.pipeline import run_training
 
     config = load_config(args.config)
-    result = run_training(replace(config, out=args.out) if args.out else config)
+    result = run_training(replace(config, out=args.out) if args.out else config, resume=args.resume)
     lines = [f"{stage}: {path}" for stage, path in result["checkpoints"].items()]
     if "test" in result:
         lines += ["test:", format_evaluation(result["test"])]

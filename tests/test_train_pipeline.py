@@ -51,7 +51,7 @@ def test_other_methods(tmp_path, method, stages):
     ({"method": "magic"}, "method: must be one of"),
     ({"fit": {"epochs": 2, "lr_rate": 1}}, r"fit: unknown key\(s\) \['lr_rate'\]"),
     ({"fit": {"epochs": 0}}, "epochs must be at least 1"),
-    ({"gamma_eV_per_A": -1}, "gamma_eV_per_A: must be positive"),
+    ({"gamma_eV_per_A": -1}, "gamma_eV_per_A: must be a positive number"),
 ])
 def test_bad_config_names_the_key(tmp_path, change, message, capsys):
     path = small(tmp_path, "asteroid")

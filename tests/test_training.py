@@ -73,9 +73,14 @@ def test_fine_tuning_starts_from_the_pretrained_weights(xtb_data, lj_data, monke
 
     monkeypatch.setattr(pipeline, "fit", recording_fit)
     accurate, cheap = xtb_data[:12], lj_data[12:30]
+    from dataclasses import asdict
+    from ase_asteroid.training.config import DataSpec, TrainConfig
     fit_config = FitConfig(epochs=2, batch_size=4)
-    final, paths = pipeline.run_stages("asteroid", TINY_CONFIGS["egnn"], accurate[:8], accurate[8:], cheap[:14],
-                                       cheap[14:], 0.1, fit_config, fit_config, tmp_path, progress=False)
+    model = {k: v for k, v in asdict(TINY_CONFIGS["egnn"]).items() if k != "species"}
+    config = TrainConfig("asteroid", DataSpec("unused"), model, cheap=DataSpec("unused"), gamma_eV_per_A=0.1,
+                         fit=fit_config, pretrain_fit=fit_config, out=str(tmp_path))
+    splits = pipeline.Splits(accurate[:8], accurate[8:], cheap[:14], cheap[14:])
+    final, paths = pipeline.run_stages(config, splits, progress=False)
     same = lambda a, b: all(torch.equal(a[k], b[k]) for k in a)
     assert same(starts[2], finals[1])          # stage 3 starts from the pre-trained weights
     assert not same(starts[1], finals[1])      # stage 2 trained
@@ -92,3 +97,102 @@ def test_refit_removes_a_constant_energy_offset(xtb_data):
     refit_energy_references(model, xtb_data)
     energies = model(batch_configurations(xtb_data, model.cutoff))["energy"].detach().numpy()
     assert before > 1.0 and abs(np.mean(energies - [c.energy for c in xtb_data])) < 1e-9
+
+
+RESUMABLE = FitConfig(epochs=4, batch_size=5, lr=3e-3, ema_decay=0.9, warmup_epochs=1, plateau_patience=1,
+                      plateau_factor=0.5, clip_grad_norm=1.0)
+
+
+def test_resume_after_a_crash_matches_an_uninterrupted_run(xtb_data, monkeypatch, tmp_path):
+    from ase_asteroid.training import loop
+    train, val = xtb_data[:20], xtb_data[20:30]
+    uninterrupted, record = fit(tiny_model("egnn", xtb_data), train, val, RESUMABLE, progress=False)
+    original, calls = loop.errors, []
+
+    def crash_in_third_epoch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "errors", crash_in_third_epoch)
+    state = tmp_path / "fit.state.pt"
+    with pytest.raises(KeyboardInterrupt):
+        fit(tiny_model("egnn", xtb_data), train, val, RESUMABLE, progress=False, state_path=state)
+    assert torch.load(state, weights_only=False)["epoch"] == 2       # lost only the epoch in progress
+    monkeypatch.setattr(loop, "errors", original)
+    resumed, resumed_record = fit(tiny_model("egnn", xtb_data), train, val, RESUMABLE, progress=False,
+                                  state_path=state)
+    assert resumed_record["history"] == record["history"]
+    assert all(torch.equal(v, resumed.state_dict()[k]) for k, v in uninterrupted.state_dict().items())
+    assert not state.exists()
+    with pytest.raises(ValueError, match="different training config"):
+        fit(tiny_model("egnn", xtb_data), train, val, RESUMABLE, progress=False, state_path=_stale(state))
+
+
+def _stale(path):
+    torch.save({"config": {"epochs": 1}}, path)
+    return path
+
+
+def test_schedule_warms_up_then_halves_on_plateau():
+    from ase_asteroid.training.loop import _Schedule
+    schedule = _Schedule(FitConfig(lr=1e-3, warmup_epochs=2, plateau_patience=2, plateau_factor=0.5), 5)
+    assert [schedule.lr(s) for s in (0, 4, 9, 20)] == pytest.approx([1e-4, 5e-4, 1e-3, 1e-3])
+    for improved in (True, False, False):
+        schedule.end_epoch(improved)
+    assert schedule.lr(20) == pytest.approx(5e-4)
+
+
+def test_ema_keeps_a_running_average(xtb_data):
+    from ase_asteroid.training.loop import _EMA
+    model = tiny_model("egnn", xtb_data)
+    ema = _EMA(model, 0.75)
+    start = {k: p.detach().clone() for k, p in model.named_parameters()}
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    ema.update(model)
+    live = ema.swapped_into(model)
+    assert all(torch.allclose(p, start[k] + 0.25) for k, p in model.named_parameters())
+    assert all(torch.equal(live[k], start[k] + 1.0) for k in start)
+
+
+def test_score_matching_recovers_a_harmonic_force_constant():
+    """Boltzmann samples of a harmonic bond (k = 10 eV/Å², 300 K); a model with a learnable
+    k, started at 3, is fitted by sliced score matching only (the labels are NaN)."""
+    from ase.units import kB
+
+    from ase_asteroid.data import Configuration, Dataset
+    from ase_asteroid.models.base import ForceField
+
+    class Bond(ForceField):
+        def __init__(self):
+            super().__init__(type("C", (), {"species": (1,), "cutoff": 3.0, "name": "bond"})())
+            self.log_k = torch.nn.Parameter(torch.tensor(np.log(3.0), dtype=torch.float64))
+            self.set_normalization({"default": {1: 0.0}})
+            self.double()
+
+        def node_energies(self, batch, positions, species):
+            i, j = batch.edge_index
+            r = (positions[j] - positions[i]).norm(dim=1)
+            per_edge = 0.25 * self.log_k.exp() * (r - 1.0) ** 2          # each bond appears twice
+            return torch.zeros(len(positions), dtype=r.dtype).index_add(0, i, per_edge)
+
+    k, temperature = 10.0, 300.0
+    rng = np.random.default_rng(0)
+    sigma = np.sqrt(kB * temperature / k)
+    r = rng.normal(1.0, sigma, 12000)
+    r = r[rng.random(len(r)) < (r / (1 + 6 * sigma)) ** 2][:10000]  # p(r) ∝ r² exp(-k(r-1)²/2kT)
+    directions = rng.normal(size=(len(r), 3))
+    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+
+    def dimer(length, direction):
+        return Configuration(np.array([1, 1]), np.array([[0.0, 0.0, 0.0], length * direction]))
+
+    train = Dataset([dimer(l, d) for l, d in zip(r[:-100], directions)])
+    val = Dataset([dimer(l, d) for l, d in zip(r[-100:], directions[-100:])])  # unlabelled: keeps the last
+    model, _ = fit(Bond(), train, val, FitConfig(epochs=8, batch_size=200, lr=0.05, plateau_patience=0, ema_decay=0.95,
+                                                 objective="score_matching", temperature_K=temperature),
+                   progress=False)
+    assert float(model.log_k.detach().exp()) == pytest.approx(k, rel=0.03)

@@ -7,11 +7,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+import torch
 import yaml
 
 from .loop import FitConfig
 
-METHODS = ("standard", "asteroid", "pretrain_finetune", "cheap_only")
+METHODS = ("standard", "asteroid", "pretrain_finetune", "cheap_only", "score_matching")
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 @dataclass(frozen=True)
@@ -29,12 +31,22 @@ class DataSpec:
 
 @dataclass(frozen=True)
 class TrainConfig:
+    """method (METHODS); accurate/cheap data; model (EGNNConfig/MACEConfig fields); dtype;
+    gamma_eV_per_A: one γ or a list searched by validation error after fine-tuning;
+    temperature_K: sampling temperature of the cheap geometries (score_matching, which
+    ignores their labels); cost_ratio + accurate_budget: equal-cost comparison, at most
+    (accurate_budget - accurate.train) x cost_ratio cheap configurations are used."""
+
     method: str
     accurate: DataSpec
     model: dict = field(default_factory=lambda: {"name": "egnn"})
+    dtype: str = "float32"
     cheap: DataSpec | None = None
     test: str | None = None
-    gamma_eV_per_A: float = 0.05
+    gamma_eV_per_A: float | list = 0.05
+    temperature_K: float = 0.0
+    cost_ratio: float = 0.0
+    accurate_budget: int = 0
     fit: FitConfig = FitConfig()
     pretrain_fit: FitConfig = FitConfig(epochs=8)
     out: str = "train_out"
@@ -45,8 +57,25 @@ class TrainConfig:
             raise ValueError(f"method: must be one of {METHODS}, got {self.method!r}")
         if self.method != "standard" and self.cheap is None:
             raise ValueError(f"method {self.method!r} needs a 'cheap' data section")
-        if not self.gamma_eV_per_A > 0:
-            raise ValueError(f"gamma_eV_per_A: must be positive, got {self.gamma_eV_per_A}")
+        if not self.gammas or not all(isinstance(g, (int, float)) and g > 0 for g in self.gammas):
+            raise ValueError(f"gamma_eV_per_A: must be a positive number or a list of them, got {self.gamma_eV_per_A}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype: must be one of {sorted(DTYPES)}, got {self.dtype!r}")
+        if self.method == "score_matching" and not self.temperature_K > 0:
+            raise ValueError("temperature_K: score_matching needs the temperature (K) the cheap geometries were "
+                             f"sampled at, got {self.temperature_K}")
+        if self.cost_ratio and not (self.cost_ratio > 0 and self.accurate_budget > 0):
+            raise ValueError("cost_ratio needs accurate_budget: the number of accurate labels the compared "
+                             "standard model uses (e.g. 250)")
+
+    @property
+    def gammas(self) -> tuple[float, ...]:
+        values = self.gamma_eV_per_A if isinstance(self.gamma_eV_per_A, (list, tuple)) else [self.gamma_eV_per_A]
+        return tuple(values)
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return DTYPES[self.dtype]
 
 
 def _build(cls, values, where: str):

@@ -1,15 +1,21 @@
-"""The one training loop (``fit``): Adam on the weighted energy/force loss, seeded
-shuffling, validation after every epoch, the best-validation weights kept, energy
-references refitted to the trained model, a progress bar with live errors and a
-per-epoch history.
+"""The one training loop (``fit``) for every stage.
 
-Not yet here (see the training issue): EMA, warm-up and plateau schedules, resume.
+Adam or AdamW on the weighted energy/force loss; a linear learning-rate warm-up, then the
+rate is multiplied by ``plateau_factor`` whenever the validation force MAE has not improved
+for ``plateau_patience`` epochs; gradient-norm clipping; an exponential moving average
+(EMA) of the weights, which is what is validated and kept; the best-validation weights
+kept and early stopping; seeded shuffling; a progress bar with live errors; a per-epoch
+history. With ``state_path`` the whole loop state is written after every epoch, so that a
+crash or Ctrl-C loses at most one epoch and calling ``fit`` again with the same arguments
+continues where it stopped, with the same result as an uninterrupted run.
 """
 
 from __future__ import annotations
 
 import copy
+import os
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -18,30 +24,64 @@ from tqdm import tqdm
 from ..data import Dataset, fit_energy_references
 from ..graph import collate, graph_from_configuration
 from ..models import ForceField, predict_in_batches
-from .losses import KINDS, energy_force_loss
+from .losses import KINDS, energy_force_loss, score_matching_loss
+
+OPTIMIZERS = ("adam", "adamw")
+OBJECTIVES = ("labels", "score_matching")
 
 
 @dataclass(frozen=True)
 class FitConfig:
-    """epochs; batch_size (configurations); lr (Adam); rho (energy weight, Eq. 1); loss kind; seed."""
+    """epochs; batch_size (configurations); lr; optimizer (adam | adamw) and weight_decay;
+    rho (energy weight, Eq. 1); loss kind (mse | mae | huber); warmup_epochs (linear ramp);
+    plateau_patience / plateau_factor / min_lr (reduce on plateau of the validation force
+    MAE); ema_decay (0 = no EMA); clip_grad_norm (0 = no clipping); early_stopping_patience
+    (epochs without improvement before stopping; 0 = never); objective: "labels" (the
+    energy/force loss) or "score_matching" (losses.score_matching_loss on the configurations'
+    geometries at temperature_K, labels unused); seed (shuffling, projections)."""
 
     epochs: int = 100
     batch_size: int = 10
     lr: float = 1e-3
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
     rho: float = 0.01
     loss: str = "mse"
+    warmup_epochs: int = 0
+    plateau_patience: int = 10
+    plateau_factor: float = 0.5
+    min_lr: float = 1e-5
+    ema_decay: float = 0.0
+    clip_grad_norm: float = 10.0
+    early_stopping_patience: int = 0
+    objective: str = "labels"
+    temperature_K: float = 0.0
     seed: int = 0
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size"):
             if not getattr(self, name) >= 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("warmup_epochs", "plateau_patience", "early_stopping_patience", "weight_decay",
+                     "clip_grad_norm", "min_lr"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must not be negative, got {getattr(self, name)}")
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
         if not 0 <= self.rho <= 1:
             raise ValueError(f"rho must be in [0, 1], got {self.rho}")
+        if not 0 < self.plateau_factor <= 1:
+            raise ValueError(f"plateau_factor must be in (0, 1], got {self.plateau_factor}")
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.loss not in KINDS:
             raise ValueError(f"loss must be one of {KINDS}, got {self.loss!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
+        if self.objective == "score_matching" and not self.temperature_K > 0:
+            raise ValueError(f"score matching needs the sampling temperature_K (> 0), got {self.temperature_K}")
 
 
 def errors(model: ForceField, data: Dataset, batch_size: int = 50) -> dict[str, float]:
@@ -75,35 +115,149 @@ def refit_energy_references(model: ForceField, data: Dataset, batch_size: int = 
     model.set_normalization(references, float(model.scale), float(model.shift))
 
 
+class _EMA:
+    """Exponential moving average of a model's floating-point parameters."""
+
+    def __init__(self, model: torch.nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.shadow = {k: p.detach().clone() for k, p in model.named_parameters()}
+
+    def update(self, model: torch.nn.Module) -> None:
+        with torch.no_grad():
+            for k, p in model.named_parameters():
+                self.shadow[k].mul_(self.decay).add_(p.detach(), alpha=1 - self.decay)
+
+    def swapped_into(self, model: torch.nn.Module) -> dict:
+        """Load the averages into `model`; returns the live weights to restore."""
+        live = {k: p.detach().clone() for k, p in model.named_parameters()}
+        self._copy(model, self.shadow)
+        return live
+
+    @staticmethod
+    def _copy(model: torch.nn.Module, values: dict) -> None:
+        with torch.no_grad():
+            for k, p in model.named_parameters():
+                p.copy_(values[k])
+
+
+class _Schedule:
+    """Learning rate = lr x warm-up ramp x plateau scale; the plateau scale halves (by
+    plateau_factor) after plateau_patience epochs without a new best, down to min_lr."""
+
+    def __init__(self, config: FitConfig, steps_per_epoch: int) -> None:
+        self.config, self.steps_per_epoch = config, steps_per_epoch
+        self.scale, self.bad_epochs = 1.0, 0
+
+    def lr(self, step: int) -> float:
+        warmup_steps = self.config.warmup_epochs * self.steps_per_epoch
+        ramp = min(1.0, (step + 1) / warmup_steps) if warmup_steps else 1.0
+        return max(self.config.lr * self.scale, self.config.min_lr) * ramp
+
+    def end_epoch(self, improved: bool) -> None:
+        self.bad_epochs = 0 if improved else self.bad_epochs + 1
+        if self.config.plateau_patience and self.bad_epochs >= self.config.plateau_patience:
+            self.scale *= self.config.plateau_factor
+            self.bad_epochs = 0
+
+
+def _optimizer(model: torch.nn.Module, config: FitConfig) -> torch.optim.Optimizer:
+    cls = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
+    return cls(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+
+
 def fit(model: ForceField, train: Dataset, val: Dataset, config: FitConfig = FitConfig(),
-        progress: bool = True) -> tuple[ForceField, dict]:
-    """Train `model` in place; returns it with its best-validation weights, and a record."""
+        progress: bool = True, state_path=None) -> tuple[ForceField, dict]:
+    """Train `model` in place; returns it with its best-validation (EMA) weights, and a record.
+
+    `state_path`: where the loop state goes after every epoch; if the file exists, training
+    resumes from it (the file is removed once training has finished).
+    """
     index = {f: i for i, f in enumerate(model.fidelities)}
     graphs = [graph_from_configuration(c, model.cutoff, index).to(dtype=model.dtype) for c in train]
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    rng = np.random.default_rng(config.seed)
-    best, best_state, history = float("inf"), copy.deepcopy(model.state_dict()), []
-    bar = tqdm(range(config.epochs), desc="fit", unit="epoch", disable=not progress)
+    steps_per_epoch = -(-len(graphs) // config.batch_size)
+    optimizer, schedule = _optimizer(model, config), _Schedule(config, steps_per_epoch)
+    ema = _EMA(model, config.ema_decay) if config.ema_decay else None
+    rng, generator = np.random.default_rng(config.seed), torch.Generator().manual_seed(config.seed)
+
+    def objective(batch):
+        if config.objective == "score_matching":
+            return score_matching_loss(model, batch, config.temperature_K, generator)
+        return energy_force_loss(model(batch), batch, config.rho, config.loss)
+
+    state = {"epoch": 0, "best": float("inf"), "best_state": copy.deepcopy(model.state_dict()), "history": []}
+    if state_path is not None and Path(state_path).exists():
+        state = _load_state(state_path, model, optimizer, schedule, ema, (rng, generator), config)
+    bar = tqdm(range(state["epoch"], config.epochs), desc="fit", unit="epoch", disable=not progress,
+               initial=state["epoch"], total=config.epochs)
     for epoch in bar:
         model.train()
         losses = []
         order = rng.permutation(len(graphs))
-        for start in range(0, len(order), config.batch_size):
+        for step, start in enumerate(range(0, len(order), config.batch_size)):
+            for group in optimizer.param_groups:
+                group["lr"] = schedule.lr(epoch * steps_per_epoch + step)
             batch = collate([graphs[i] for i in order[start:start + config.batch_size]])
             optimizer.zero_grad()
-            loss = energy_force_loss(model(batch), batch, config.rho, config.loss)
+            loss = objective(batch)
             loss.backward()
+            if config.clip_grad_norm:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad_norm)
             optimizer.step()
+            if ema:
+                ema.update(model)
             losses.append(float(loss.detach()))
-        metrics = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)), **errors(model, val)}
-        history.append(metrics)
-        if metrics["force_mae_eV_per_A"] < best:
-            best, best_state = metrics["force_mae_eV_per_A"], copy.deepcopy(model.state_dict())
-        bar.set_postfix(val_force_mae_meV_per_A=f"{1000 * metrics['force_mae_eV_per_A']:.1f}")
-    model.load_state_dict(best_state)
+        live = ema.swapped_into(model) if ema else None
+        metrics = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "train_loss": float(np.mean(losses)),
+                   **errors(model, val)}
+        improved = not metrics["force_mae_eV_per_A"] >= state["best"]  # NaN (unlabelled val): keep the latest
+        if improved:
+            state["best"], state["best_state"] = metrics["force_mae_eV_per_A"], copy.deepcopy(model.state_dict())
+        if live is not None:
+            _EMA._copy(model, live)
+        schedule.end_epoch(improved)
+        state["history"].append(metrics)
+        state["epoch"] = epoch + 1
+        if state_path is not None:
+            _save_state(state_path, state, model, optimizer, schedule, ema, (rng, generator), config)
+        bar.set_postfix(val_force_mae_meV_per_A=f"{1000 * metrics['force_mae_eV_per_A']:.1f}",
+                        lr=f"{metrics['lr']:.1e}")
+        if config.early_stopping_patience and _epochs_since_best(state["history"]) >= config.early_stopping_patience:
+            break
+    model.load_state_dict(state["best_state"])
     model.eval()
     refit_energy_references(model, train)
-    record = {"stage": "fit", "config": asdict(config), "epochs": config.epochs,
-              "best_val_force_mae_eV_per_A": best, "history": history}
+    record = {"stage": "fit", "config": asdict(config), "epochs": state["epoch"],
+              "best_val_force_mae_eV_per_A": state["best"], "history": state["history"]}
     model.history.append({k: v for k, v in record.items() if k != "history"})
+    if state_path is not None:
+        Path(state_path).unlink(missing_ok=True)
     return model, record
+
+
+def _epochs_since_best(history: list[dict]) -> int:
+    maes = [h["force_mae_eV_per_A"] for h in history]
+    return len(maes) - 1 - int(np.argmin(maes))
+
+
+def _save_state(path, state, model, optimizer, schedule, ema, rngs, config) -> None:
+    tmp = Path(f"{path}.tmp")
+    torch.save({**state, "config": asdict(config), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "schedule": (schedule.scale, schedule.bad_epochs), "ema": ema.shadow if ema else None,
+                "rng": rngs[0].bit_generator.state, "generator": rngs[1].get_state()}, tmp)
+    os.replace(tmp, path)
+
+
+def _load_state(path, model, optimizer, schedule, ema, rngs, config) -> dict:
+    saved = torch.load(path, weights_only=False)
+    if saved["config"] != asdict(config):
+        changed = sorted(k for k in saved["config"] if saved["config"][k] != asdict(config).get(k))
+        raise ValueError(f"{path}: saved with a different training config ({', '.join(changed)} differ); "
+                         "resume with the same settings or delete the file to start over")
+    model.load_state_dict(saved["model"])
+    optimizer.load_state_dict(saved["optimizer"])
+    schedule.scale, schedule.bad_epochs = saved["schedule"]
+    if ema:
+        ema.shadow = saved["ema"]
+    rngs[0].bit_generator.state = saved["rng"]
+    rngs[1].set_state(saved["generator"])
+    return {k: saved[k] for k in ("epoch", "best", "best_state", "history")}

@@ -9,7 +9,10 @@ that ρ weighs quantities of comparable size.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
+from ase.units import kB
 
 from ..graph import Batch
 
@@ -36,3 +39,26 @@ def energy_force_loss(prediction: dict[str, torch.Tensor], batch: Batch, rho: fl
     energy_error = (prediction["energy"] - batch.energy) / atoms_per_graph
     energy_term = (batch.weight * _elementwise(energy_error, kind)).sum() / batch.num_graphs
     return (1 - rho) * force_term + rho * energy_term
+
+
+def score_matching_loss(model, batch: Batch, temperature_K: float, generator: torch.Generator | None = None
+                        ) -> torch.Tensor:
+    """Sliced score matching on unlabelled configurations (ASTEROID's Eq. 3):
+
+        L = 1/(3N) Σ_g w_g [ k_B T · vᵀ(∇F)v + ½ |F|² ]
+
+    with F = -∇E (eV/Å), v a Rademacher vector per atom component (E[v vᵀ] = I, so
+    vᵀ(∇F)v estimates Tr ∇F) and k_B T in eV. For samples of the Boltzmann distribution
+    at T its minimiser is F = k_B T ∇ log p, the true forces; the labels are not used.
+    """
+    positions = batch.positions.to(model.dtype).detach().requires_grad_(True)
+    forces = model(_with_positions(batch, positions), create_graph=True)["forces"]
+    v = torch.randint(0, 2, forces.shape, generator=generator).to(forces.dtype) * 2 - 1
+    (hessian_v,) = torch.autograd.grad((forces * v).sum(), positions, create_graph=True)
+    per_atom = (kB * temperature_K * v * hessian_v + 0.5 * forces ** 2).sum(dim=1)
+    weight_atom = batch.weight.to(per_atom.dtype)[batch.batch]
+    return (weight_atom * per_atom).sum() / (3 * batch.num_atoms)
+
+
+def _with_positions(batch: Batch, positions: torch.Tensor) -> Batch:
+    return replace(batch.to(dtype=positions.dtype), positions=positions)

@@ -1,22 +1,26 @@
 """``asteroid train``: run a TrainConfig, writing a checkpoint after each stage with its
 parent and metrics in the checkpoint's history, and the stage's per-epoch metrics
-(train loss, validation force and energy MAE) to ``STAGE_epochs.json``."""
+(learning rate, train loss, validation force and energy MAE) to ``STAGE_epochs.json`` and
+``STAGE_epochs.csv``. With ``resume=True`` finished stages are loaded from their
+checkpoints and an interrupted stage continues from its ``STAGE.state.pt``."""
 
 from __future__ import annotations
 
+import csv
 import json
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from ..checkpoint import save_checkpoint
+from ..checkpoint import load_checkpoint, save_checkpoint
 from ..data import Dataset, read_dataset
 from ..evaluation import evaluate
 from ..models import ForceField, config_from_dict
 from .config import DataSpec, TrainConfig
-from .loop import FitConfig, fit
-from .stages import bias_weights, force_bias, new_model, weighted
+from .loop import FitConfig, errors, fit
+from .stages import bias_weights, force_bias, new_model, unlabelled, weighted
 
 
 def load_data(path: str) -> Dataset:
@@ -24,6 +28,16 @@ def load_data(path: str) -> Dataset:
         from ..demo_data import load_demo
         return load_demo(path.removeprefix("demo:"))
     return read_dataset(path)
+
+
+@dataclass(frozen=True)
+class Splits:
+    """The data of a run: accurate train/val, and the cheap (or unlabelled) train/val."""
+
+    train: Dataset
+    val: Dataset
+    cheap: Dataset | None = None
+    cheap_val: Dataset | None = None
 
 
 def _split(spec: DataSpec) -> tuple[Dataset, Dataset]:
@@ -37,57 +51,103 @@ def _split(spec: DataSpec) -> tuple[Dataset, Dataset]:
     return data.subset(perm[:train]), data.subset(perm[start:start + spec.val])
 
 
-class _Recorder:
-    """Writes each stage's checkpoint with its parent and data hashes."""
+class _Stages:
+    """Runs one stage at a time on fit(), writing its checkpoint (with its parent), its
+    per-epoch log, and its loop state for resuming."""
 
-    def __init__(self, out: Path) -> None:
-        self.out, self.parent = out, None
+    def __init__(self, out: Path, resume: bool, progress: bool) -> None:
+        self.out, self.resume, self.progress = out, resume, progress
+        self.parent, self.paths = None, {}
         out.mkdir(parents=True, exist_ok=True)
 
-    def save(self, model, stage: str, train: Dataset, seconds: float, epochs: list[dict]) -> Path:
-        model.history[-1].update(stage=stage, parent=self.parent, seconds=round(seconds, 1))
-        (self.out / f"{stage}_epochs.json").write_text(json.dumps(epochs, indent=1))
-        path = save_checkpoint(model, self.out / f"{stage}.ckpt", data_hashes={stage: train.content_hash()})
-        self.parent = path.name
-        return path
-
-
-def run_stages(method: str, model_config, train: Dataset, val: Dataset, cheap: Dataset | None,
-               cheap_val: Dataset | None, gamma_eV_per_A: float, fit_config: FitConfig, pretrain_fit: FitConfig,
-               out, seed: int = 0, progress: bool = True) -> tuple[ForceField, dict[str, Path]]:
-    """The stages of `method` (see config.METHODS), a checkpoint per stage in `out`; the
-    only place they are chained. Returns the final model and {stage: checkpoint path}."""
-    recorder, paths = _Recorder(Path(out)), {}
-
-    def stage(name, model, data, data_val, config):
-        start = time.perf_counter()
-        model, record = fit(model, data, data_val, config, progress)
-        paths[name] = recorder.save(model, name, data, time.perf_counter() - start, record["history"])
+    def run(self, name: str, model: ForceField, data: Dataset, val: Dataset, config: FitConfig) -> ForceField:
+        path, state = self.out / f"{name}.ckpt", self.out / f"{name}.state.pt"
+        if self.resume and path.exists():
+            model = load_checkpoint(path)
+        else:
+            if not self.resume:
+                state.unlink(missing_ok=True)
+            start = time.perf_counter()
+            model, record = fit(model, data, val, config, self.progress, state_path=state)
+            model.history[-1].update(stage=name, parent=self.parent, seconds=round(time.perf_counter() - start, 1))
+            _write_log(self.out / f"{name}_epochs", record["history"])
+            save_checkpoint(model, path, data_hashes={name: data.content_hash()})
+        self.paths[name], self.parent = path, path.name
         return model
 
-    if method == "standard":
-        return stage("standard", new_model(model_config, train, seed=seed), train, val, fit_config), paths
-    weighted_cheap = cheap
-    if method == "asteroid":
-        first = stage("bias_identification", new_model(model_config, train, cheap, seed), train, val, fit_config)
-        weighted_cheap = weighted(cheap, bias_weights(force_bias(first, cheap), gamma_eV_per_A))
-    recorder.parent = None  # pre-training starts from scratch
-    final = stage("pretrained", new_model(model_config, train, cheap, seed + 1), weighted_cheap, cheap_val,
-                  pretrain_fit)
-    if method != "cheap_only":
-        final = stage("fine_tuned", final, train, val, fit_config)  # from the pre-trained weights
-    return final, paths
+
+def _write_log(stem: Path, history: list[dict]) -> None:
+    stem.with_suffix(".json").write_text(json.dumps(history, indent=1))
+    with open(stem.with_suffix(".csv"), "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(history[0]))
+        writer.writeheader()
+        writer.writerows(history)
 
 
-def run_training(config: TrainConfig, progress: bool = True) -> dict:
-    """Train as configured; returns {stage: checkpoint path} and the test evaluation, if any."""
+def run_stages(config: TrainConfig, splits: Splits, progress: bool = True, resume: bool = False
+               ) -> tuple[ForceField, dict[str, Path]]:
+    """The stages of `config.method` (see config.METHODS), a checkpoint per stage in
+    `config.out`; the only place they are chained. Returns the final model and
+    {stage: checkpoint path}. With several γ, each is pre-trained and fine-tuned and the
+    one with the lowest validation force MAE after fine-tuning is returned (and recorded
+    in ``gamma_search.json``); its checkpoint is also under "fine_tuned"."""
+    stages = _Stages(Path(config.out), resume, progress)
+    species = sorted(set(splits.train.species) | set(splits.cheap.species if splits.cheap else ()))
+    model_config = config_from_dict({"species": species, **config.model})
+    seed, fit_config = config.seed, config.fit
+
+    def fresh(with_cheap: bool = True, seed_offset: int = 0) -> ForceField:
+        cheap = splits.cheap if with_cheap else None
+        return new_model(model_config, splits.train, cheap, seed + seed_offset, config.torch_dtype)
+
+    if config.method == "standard":
+        return stages.run("standard", fresh(False), splits.train, splits.val, fit_config), stages.paths
+    if config.method == "score_matching":
+        sm_fit = replace(config.pretrain_fit, objective="score_matching", temperature_K=config.temperature_K)
+        pretrained = stages.run("score_matching", fresh(False, 1), unlabelled(splits.cheap), splits.val, sm_fit)
+        return stages.run("fine_tuned", pretrained, splits.train, splits.val, fit_config), stages.paths
+    if config.method != "asteroid":  # pretrain_finetune (γ = ∞) or cheap_only
+        stages.parent = None
+        final = stages.run("pretrained", fresh(seed_offset=1), splits.cheap, splits.cheap_val, config.pretrain_fit)
+        if config.method == "pretrain_finetune":
+            final = stages.run("fine_tuned", final, splits.train, splits.val, fit_config)
+        return final, stages.paths
+    first = stages.run("bias_identification", fresh(), splits.train, splits.val, fit_config)
+    bias = force_bias(first, splits.cheap)
+    candidates = []
+    for gamma in config.gammas:
+        suffix = f"_gamma{gamma:g}" if len(config.gammas) > 1 else ""
+        stages.parent = None  # pre-training starts from scratch
+        pretrained = stages.run(f"pretrained{suffix}", fresh(seed_offset=1), weighted(splits.cheap, bias_weights(bias, gamma)),
+                                splits.cheap_val, config.pretrain_fit)
+        tuned = stages.run(f"fine_tuned{suffix}", pretrained, splits.train, splits.val, fit_config)
+        candidates.append((errors(tuned, splits.val)["force_mae_eV_per_A"], gamma, tuned, f"fine_tuned{suffix}"))
+    best = min(candidates, key=lambda c: c[0])
+    (Path(config.out) / "gamma_search.json").write_text(json.dumps(
+        {"chosen_gamma_eV_per_A": best[1], "val_force_mae_eV_per_A": {f"{g:g}": e for e, g, _, _ in candidates},
+         "bias_quartiles_eV_per_A": np.percentile(bias, [25, 50, 75]).tolist()}, indent=1))
+    stages.paths["fine_tuned"] = stages.paths[best[3]]
+    return best[2], stages.paths
+
+
+def splits_from_config(config: TrainConfig) -> Splits:
     train, val = _split(config.accurate)
-    cheap_train, cheap_val = _split(config.cheap) if config.cheap else (None, None)
-    model_config = config_from_dict({"species": sorted(set(train.species) | set(cheap_train.species if cheap_train else ())),
-                                     **config.model})
-    final, paths = run_stages(config.method, model_config, train, val, cheap_train, cheap_val, config.gamma_eV_per_A,
-                              config.fit, config.pretrain_fit, config.out, config.seed, progress)
-    result = {"checkpoints": {k: str(v) for k, v in paths.items()}}
+    cheap, cheap_val = _split(config.cheap) if config.cheap else (None, None)
+    if cheap is not None and config.cost_ratio:
+        affordable = int((config.accurate_budget - len(train)) * config.cost_ratio)
+        if affordable < 1:
+            raise ValueError(f"cost_ratio/accurate_budget: {config.accurate_budget} accurate labels minus the "
+                             f"{len(train)} used leave nothing to spend on cheap labels")
+        cheap = cheap.subset(range(min(affordable, len(cheap))))
+    return Splits(train, val, cheap, cheap_val)
+
+
+def run_training(config: TrainConfig, progress: bool = True, resume: bool = False) -> dict:
+    """Train as configured; returns {stage: checkpoint path} and the test evaluation, if any."""
+    splits = splits_from_config(config)
+    final, paths = run_stages(config, splits, progress, resume)
+    result = {"checkpoints": {k: str(v) for k, v in paths.items()},
+              "data": {"accurate": len(splits.train), "cheap": len(splits.cheap) if splits.cheap else 0}}
     if config.test:
         result["test"] = evaluate(final, load_data(config.test))
     return result

@@ -12,6 +12,7 @@ it uses.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -19,9 +20,9 @@ import numpy as np
 from .. import units
 from ..data import split_indices
 from ..demo_data import load_demo
-from ..models import EGNNConfig
+from .config import DataSpec, TrainConfig
 from .loop import FitConfig, errors
-from .pipeline import run_stages
+from .pipeline import Splits, run_stages
 
 
 def _row(name: str, model, test, n_accurate: int, n_cheap: int, seconds: float) -> dict:
@@ -44,16 +45,15 @@ def run_quickstart(out_dir="quickstart", epochs: int = 60, pretrain_epochs: int 
     cheap_train, cheap_val = cheap.subset(range(100, len(cheap))), cheap.subset(range(100))
     if 50 * cost_ratio < len(cheap_train):
         cheap_train = cheap_train.subset(range(int(50 * cost_ratio)))
-    config = EGNNConfig(species=accurate.species)
-    fit_config = FitConfig(epochs=epochs, lr=2e-3, seed=seed)
-    pretrain_fit = FitConfig(epochs=pretrain_epochs, lr=2e-3, seed=seed)
+    config = TrainConfig(method="standard", accurate=DataSpec("demo:ethanol_b3lyp", 250), model={"name": "egnn"},
+                         gamma_eV_per_A=gamma_eV_per_A, fit=FitConfig(epochs=epochs, lr=2e-3, seed=seed),
+                         pretrain_fit=FitConfig(epochs=pretrain_epochs, lr=2e-3, seed=seed), seed=seed)
     start = time.perf_counter()
-    baseline, _ = run_stages("standard", config, train_std, val, None, None, gamma_eV_per_A, fit_config,
-                             pretrain_fit, out / "standard", seed, progress)
+    baseline, _ = run_stages(replace(config, out=str(out / "standard")), Splits(train_std, val), progress)
     rows = [_row("standard", baseline, test, 250, 0, time.perf_counter() - start)]
     start = time.perf_counter()
-    tuned, _ = run_stages("asteroid", config, train_ast, val, cheap_train, cheap_val, gamma_eV_per_A, fit_config,
-                          pretrain_fit, out / "asteroid", seed, progress)
+    asteroid = replace(config, method="asteroid", cheap=DataSpec("demo:ethanol_gfn2-xtb"), out=str(out / "asteroid"))
+    tuned, _ = run_stages(asteroid, Splits(train_ast, val, cheap_train, cheap_val), progress)
     rows.append(_row(f"asteroid (gamma {gamma_eV_per_A} eV/Å)", tuned, test, 200, len(cheap_train),
                      time.perf_counter() - start))
     _plot(baseline, tuned, test, out / "parity.png")

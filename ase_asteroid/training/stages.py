@@ -53,3 +53,8 @@ def bias_weights(bias_eV_per_A: np.ndarray, gamma_eV_per_A: float) -> np.ndarray
 def weighted(data: Dataset, weights: np.ndarray) -> Dataset:
     """`data` with per-configuration loss weights."""
     return Dataset([c.with_(weight=float(w)) for c, w in zip(data, weights)], data.source, dict(data.source_units))
+
+
+def unlabelled(data: Dataset) -> Dataset:
+    """`data`'s geometries without energies and forces (the score-matching variant's D_U)."""
+    return Dataset([c.with_(energy=None, forces=None) for c in data], data.source, dict(data.source_units))
