@@ -10,6 +10,7 @@ from ase.calculators.calculator import Calculator, all_changes
 
 from .checkpoint import load_checkpoint
 from .data.dataset import element_symbol
+from .delta import BaselineAdder
 from .graph import make_graph
 from .models import ForceField
 
@@ -20,6 +21,8 @@ class AsteroidCalculator(Calculator):
     device: torch device ("cpu", "cuda"); dtype: torch.float32 or torch.float64 (default:
     the model's own); fidelity: which energy references to use (default the model's first).
     The models work in eV and Å, ASE's own units, so nothing is converted at this boundary.
+    A Δ-learning model (``model.delta_baseline`` set) needs its cheap baseline method at
+    inference: the calculator runs it and adds its energy and forces.
     """
 
     implemented_properties = ("energy", "free_energy", "forces")
@@ -35,6 +38,7 @@ class AsteroidCalculator(Calculator):
             raise TypeError(f"model must be a checkpoint path or a ForceField, got {type(model).__name__}")
         self.model = model
         self.fidelity = model.fidelities[model.fidelity_index(fidelity)]
+        self.baseline = BaselineAdder(model.delta_baseline) if model.delta_baseline else None
 
     def _check(self, atoms) -> None:
         known = set(self.model.species)
@@ -59,5 +63,8 @@ class AsteroidCalculator(Calculator):
                            fidelity=self.model.fidelity_index(self.fidelity))
         output = self.model(graph)
         energy = float(output["energy"].detach().double().cpu()[0])
-        self.results = {"energy": energy, "free_energy": energy,
-                        "forces": output["forces"].detach().double().cpu().numpy()}
+        forces = output["forces"].detach().double().cpu().numpy()
+        if self.baseline is not None:
+            base_energy, base_forces = self.baseline(self.atoms)
+            energy, forces = energy + base_energy, forces + base_forces
+        self.results = {"energy": energy, "free_energy": energy, "forces": forces}

@@ -58,6 +58,7 @@ def checkpoint_metadata(model: ForceField, data_hashes: dict[str, str] | None = 
         "scale_eV": float(model.scale),
         "shift_eV": float(model.shift),
         "history": model.history,
+        "delta_baseline": model.delta_baseline,
         "data_hashes": data_hashes or {},
         "versions": package_versions(),
     }
@@ -123,5 +124,6 @@ def load_checkpoint(path, device: str | torch.device = "cpu",
     except (KeyError, ValueError, RuntimeError, SafetensorError) as error:
         raise CheckpointError(f"{path}: checkpoint is inconsistent ({type(error).__name__}: {error})") from error
     model.history = list(meta.get("history", []))
+    model.delta_baseline = meta.get("delta_baseline")
     model.eval()
     return model.to(device=device, dtype=dtype or model.dtype)

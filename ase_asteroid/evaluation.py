@@ -9,6 +9,7 @@ import numpy as np
 from . import units
 from .data import Dataset
 from .data.dataset import element_symbol
+from .delta import subtract_baseline
 from .models import ForceField, predict_in_batches
 
 
@@ -20,12 +21,18 @@ def evaluate(model: ForceField, data: Dataset, fidelity: str | None = None, batc
     """MAE and RMSE of energies (meV, kcal/mol) and forces (meV/Å, kcal/mol/Å), forces also per element.
 
     Every configuration is predicted with the reference energies of `fidelity` (default: the
-    model's first, most accurate one), whatever fidelity label the data carries.
+    model's first, most accurate one), whatever fidelity label the data carries. A
+    Δ-learning model's predictions include its baseline, computed here for every structure
+    (its cost is reported).
     """
     row = model.fidelity_index(fidelity)
     labelled = [c.with_(fidelity=model.fidelities[row]) for c in data if c.energy is not None and c.forces is not None]
     if not labelled:
         raise ValueError(f"{data.source or 'dataset'}: no configuration has both energy and forces")
+    baseline = {}
+    if model.delta_baseline:  # (model + baseline) - truth = model - (truth - baseline)
+        labelled, seconds = subtract_baseline(Dataset(labelled), model.delta_baseline)
+        baseline = {"delta_baseline": model.delta_baseline, "baseline_seconds_per_structure": seconds}
     energy_errors, force_errors, numbers = [], [], []
     for batch, out in predict_in_batches(model, labelled, batch_size):
         energy_errors.append((out["energy"] - batch.energy).detach().double().numpy())
@@ -38,7 +45,7 @@ def evaluate(model: ForceField, data: Dataset, fidelity: str | None = None, batc
               "energy_mae_kcal_per_mol": _stats(energy, kcal)[0],
               "force_mae_meV_per_A": _stats(forces, 1e3)[0], "force_rmse_meV_per_A": _stats(forces, 1e3)[1],
               "force_mae_kcal_per_mol_A": _stats(forces, kcal_A)[0],
-              "force_rmse_kcal_per_mol_A": _stats(forces, kcal_A)[1], "per_element": {}}
+              "force_rmse_kcal_per_mol_A": _stats(forces, kcal_A)[1], **baseline, "per_element": {}}
     for z in sorted(set(numbers.tolist())):
         mae, rmse = _stats(forces[numbers == z], 1e3)
         result["per_element"][element_symbol(z)] = {"force_mae_meV_per_A": mae, "force_rmse_meV_per_A": rmse}
@@ -54,6 +61,9 @@ def format_evaluation(result: dict, as_json: bool = False) -> str:
              f"forces  MAE {result['force_mae_meV_per_A']:.2f} meV/Å ({result['force_mae_kcal_per_mol_A']:.3f} "
              f"kcal/mol/Å), RMSE {result['force_rmse_meV_per_A']:.2f} meV/Å "
              f"({result['force_rmse_kcal_per_mol_A']:.3f} kcal/mol/Å)"]
+    if result.get("delta_baseline"):
+        lines.append(f"Δ-learning model: every prediction includes {result['delta_baseline']} computed at inference "
+                     f"({result['baseline_seconds_per_structure'] * 1e3:.1f} ms per structure)")
     lines += [f"  {symbol:>2}: force MAE {e['force_mae_meV_per_A']:.2f} meV/Å, RMSE {e['force_rmse_meV_per_A']:.2f} meV/Å"
               for symbol, e in result["per_element"].items()]
     return "\n".join(lines)

@@ -195,7 +195,7 @@ def main(argv=None) -> int:
         if spec["molecule"] not in data:
             train250, train200, val, test, ccsd = accurate_splits(args.data_dir, spec["molecule"])
             pool = cheap_pool(args.data_dir, spec["molecule"], ccsd,
-                              args.results.parent / f"cheap_{spec['molecule']}.npz")
+                              args.results.parent / f"cheap_{spec['molecule']}.json")
             data = {spec["molecule"]: dict(train250=train250, train200=train200, val=val, test=test, pool=pool)}
         print(f"run {spec}", file=sys.stderr, flush=True)
         for row in run_one(spec, data[spec["molecule"]], args):

@@ -40,9 +40,10 @@ def test_asteroid_writes_each_stage_with_its_parent(tmp_path, capsys):
     assert load_checkpoint(out / "fine_tuned.ckpt").fidelities == ("gfn2-xtb", "lj")
 
 
-@pytest.mark.parametrize("method, stages", [("standard", ["standard"]), ("cheap_only", ["pretrained"])])
+@pytest.mark.parametrize("method, stages", [("standard", ["standard"]), ("cheap_only", ["pretrained"]),
+                                           ("score_matching", ["fine_tuned", "score_matching"])])
 def test_other_methods(tmp_path, method, stages):
-    cli.main(["train", "--config", str(small(tmp_path, method))])
+    assert cli.main(["train", "--config", str(small(tmp_path, method, temperature_K=500))]) == 0
     assert sorted(p.stem for p in (tmp_path / "out").glob("*.ckpt")) == stages
 
 
@@ -51,6 +52,9 @@ def test_other_methods(tmp_path, method, stages):
     ({"method": "magic"}, "method: must be one of"),
     ({"fit": {"epochs": 2, "lr_rate": 1}}, r"fit: unknown key\(s\) \['lr_rate'\]"),
     ({"fit": {"epochs": 0}}, "epochs must be at least 1"),
+    ({"method": "delta"}, "delta_baseline: the delta method needs it"),
+    ({"method": "score_matching"}, "temperature_K: score_matching needs the temperature"),
+    ({"cost_ratio": 20}, "cost_ratio needs accurate_budget"),
     ({"gamma_eV_per_A": -1}, "gamma_eV_per_A: must be a positive number"),
 ])
 def test_bad_config_names_the_key(tmp_path, change, message, capsys):
@@ -62,7 +66,8 @@ def test_bad_config_names_the_key(tmp_path, change, message, capsys):
     assert cli.main(["train", "--config", str(path)]) == 1
 
 
-@pytest.mark.parametrize("name", ["asteroid_demo.yaml", "standard_demo.yaml"])
+@pytest.mark.parametrize("name", ["asteroid_demo.yaml", "standard_demo.yaml", "score_matching_demo.yaml",
+                                  "delta_demo.yaml"])
 def test_example_configs_are_valid(name):
     config = load_config(EXAMPLES / name)
     assert config.accurate.path.startswith("demo:") and config.fit.epochs == 60
@@ -80,3 +85,68 @@ def test_validation_split_and_epoch_logs(tmp_path):
     cli.main(["train", "--config", str(small(tmp_path, "standard"))])
     epochs = json.loads((tmp_path / "out" / "standard_epochs.json").read_text())
     assert [e["epoch"] for e in epochs] == [1, 2] and "force_mae_eV_per_A" in epochs[0]
+    assert (tmp_path / "out" / "standard_epochs.csv").read_text().startswith("epoch,lr,train_loss,")
+
+
+def test_delta_learning_adds_its_baseline_at_inference(tmp_path, capsys):
+    """A Δ-model of (GFN2-xTB − LJ): the checkpoint names LJ, evaluate says so and adds it,
+    and the calculator's forces are the network's plus LJ's."""
+    from ase_asteroid import AsteroidCalculator
+    from ase_asteroid.labels import get_labeler
+    assert cli.main(["train", "--config", str(small(tmp_path, "delta", delta_baseline="lj"))]) == 0
+    assert "Δ-learning model: every prediction includes lj" in capsys.readouterr().out
+    model = load_checkpoint(tmp_path / "out" / "delta.ckpt")
+    assert model.delta_baseline == "lj"
+    atoms = read_dataset(FIXTURES / "ethanol_gfn2-xtb.extxyz")[0].to_atoms()
+    atoms.calc = AsteroidCalculator(model)
+    model.delta_baseline = None
+    plain = AsteroidCalculator(model)
+    lj_energy, lj_forces = get_labeler("lj").label(atoms)
+    assert np.allclose(atoms.get_forces(), plain.get_forces(atoms) + lj_forces, atol=1e-10)
+    assert atoms.get_potential_energy() == pytest.approx(plain.get_potential_energy(atoms) + lj_energy, abs=1e-9)
+
+
+def test_resume_skips_finished_stages_and_gives_the_same_model(tmp_path, monkeypatch):
+    """Ctrl-C in the second epoch of fine-tuning; --resume loads the pre-trained stage from
+    its checkpoint, continues fine-tuning from its first epoch, and ends where an
+    uninterrupted run ends."""
+    import torch
+    from ase_asteroid.training import loop, pipeline
+    config = str(small(tmp_path, "pretrain_finetune", fit={"epochs": 3, "batch_size": 5}))
+    cli.main(["train", "--config", config, "--out", str(tmp_path / "whole")])
+    original_errors, calls = loop.errors, []
+
+    def interrupt_third_epoch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:  # pre-training has 1 epoch: this is fine-tuning's 2nd
+            raise KeyboardInterrupt
+        return original_errors(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "errors", interrupt_third_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        cli.main(["train", "--config", config, "--out", str(tmp_path / "cut")])
+    assert torch.load(tmp_path / "cut" / "fine_tuned.state.pt", weights_only=False)["epoch"] == 1
+    monkeypatch.setattr(loop, "errors", original_errors)
+    original_fit, fitted = pipeline.fit, []
+    monkeypatch.setattr(pipeline, "fit", lambda *a, **k: fitted.append(k["state_path"].name) or original_fit(*a, **k))
+    assert cli.main(["train", "--config", config, "--out", str(tmp_path / "cut"), "--resume"]) == 0
+    assert fitted == ["fine_tuned.state.pt"]
+    whole = load_checkpoint(tmp_path / "whole" / "fine_tuned.ckpt").state_dict()
+    resumed = load_checkpoint(tmp_path / "cut" / "fine_tuned.ckpt").state_dict()
+    assert all(torch.equal(whole[k], resumed[k]) for k in whole)
+
+
+def test_gamma_grid_is_chosen_by_validation_after_fine_tuning(tmp_path):
+    from ase_asteroid.training.pipeline import run_training
+    config = load_config(small(tmp_path, "asteroid", gamma_eV_per_A=[0.02, 0.2]))
+    result = run_training(config, progress=False)
+    search = json.loads((tmp_path / "out" / "gamma_search.json").read_text())
+    errors = search["val_force_mae_eV_per_A"]
+    assert set(errors) == {"0.02", "0.2"} and search["chosen_gamma_eV_per_A"] == float(min(errors, key=errors.get))
+    assert result["checkpoints"]["fine_tuned"].endswith(f"fine_tuned_gamma{search['chosen_gamma_eV_per_A']:g}.ckpt")
+
+
+def test_equal_cost_limits_the_cheap_labels(tmp_path):
+    from ase_asteroid.training.pipeline import splits_from_config
+    config = load_config(small(tmp_path, "asteroid", cost_ratio=2, accurate_budget=23))
+    assert len(splits_from_config(config).cheap) == (23 - 20) * 2

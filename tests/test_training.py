@@ -148,6 +148,7 @@ def test_ema_keeps_a_running_average(xtb_data):
     from ase_asteroid.training.loop import _EMA
     model = tiny_model("egnn", xtb_data)
     ema = _EMA(model, 0.75)
+    ema.updates = 100  # past the ramp
     start = {k: p.detach().clone() for k, p in model.named_parameters()}
     with torch.no_grad():
         for p in model.parameters():

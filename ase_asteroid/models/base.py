@@ -60,6 +60,7 @@ class ForceField(nn.Module):
         self.register_buffer("scale", torch.tensor(1.0), persistent=False)
         self.register_buffer("shift", torch.tensor(0.0), persistent=False)
         self.history: list[dict] = []
+        self.delta_baseline: str | None = None  # Δ-learning: the cheap method added at inference (see delta.py)
 
     # --- what a backend implements -------------------------------------------------
     def node_energies(self, batch: Batch, positions: torch.Tensor,

@@ -12,7 +12,7 @@ import yaml
 
 from .loop import FitConfig
 
-METHODS = ("standard", "asteroid", "pretrain_finetune", "cheap_only", "score_matching")
+METHODS = ("standard", "asteroid", "pretrain_finetune", "cheap_only", "score_matching", "delta")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
@@ -35,7 +35,9 @@ class TrainConfig:
     gamma_eV_per_A: one γ or a list searched by validation error after fine-tuning;
     temperature_K: sampling temperature of the cheap geometries (score_matching, which
     ignores their labels); cost_ratio + accurate_budget: equal-cost comparison, at most
-    (accurate_budget - accurate.train) x cost_ratio cheap configurations are used."""
+    (accurate_budget - accurate.train) x cost_ratio cheap configurations are used;
+    delta_baseline: the labeller (e.g. gfn2-xtb) whose labels a delta model learns to correct
+    (it runs on the accurate configurations in training and on every structure at inference)."""
 
     method: str
     accurate: DataSpec
@@ -47,6 +49,7 @@ class TrainConfig:
     temperature_K: float = 0.0
     cost_ratio: float = 0.0
     accurate_budget: int = 0
+    delta_baseline: str = ""
     fit: FitConfig = FitConfig()
     pretrain_fit: FitConfig = FitConfig(epochs=8)
     out: str = "train_out"
@@ -55,7 +58,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"method: must be one of {METHODS}, got {self.method!r}")
-        if self.method != "standard" and self.cheap is None:
+        if self.method not in ("standard", "delta") and self.cheap is None:
             raise ValueError(f"method {self.method!r} needs a 'cheap' data section")
         if not self.gammas or not all(isinstance(g, (int, float)) and g > 0 for g in self.gammas):
             raise ValueError(f"gamma_eV_per_A: must be a positive number or a list of them, got {self.gamma_eV_per_A}")
@@ -64,6 +67,9 @@ class TrainConfig:
         if self.method == "score_matching" and not self.temperature_K > 0:
             raise ValueError("temperature_K: score_matching needs the temperature (K) the cheap geometries were "
                              f"sampled at, got {self.temperature_K}")
+        if (self.method == "delta") != bool(self.delta_baseline):
+            raise ValueError("delta_baseline: the delta method needs it (a labelling method such as gfn2-xtb), "
+                             "and only the delta method uses it")
         if self.cost_ratio and not (self.cost_ratio > 0 and self.accurate_budget > 0):
             raise ValueError("cost_ratio needs accurate_budget: the number of accurate labels the compared "
                              "standard model uses (e.g. 250)")

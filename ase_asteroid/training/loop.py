@@ -51,7 +51,7 @@ class FitConfig:
     plateau_patience: int = 10
     plateau_factor: float = 0.5
     min_lr: float = 1e-5
-    ema_decay: float = 0.0
+    ema_decay: float = 0.99
     clip_grad_norm: float = 10.0
     early_stopping_patience: int = 0
     objective: str = "labels"
@@ -116,16 +116,20 @@ def refit_energy_references(model: ForceField, data: Dataset, batch_size: int = 
 
 
 class _EMA:
-    """Exponential moving average of a model's floating-point parameters."""
+    """Exponential moving average of a model's parameters. The decay ramps up as
+    min(decay, (1 + t) / (10 + t)) over the updates t, so that short runs are not pinned
+    to the initial weights."""
 
     def __init__(self, model: torch.nn.Module, decay: float) -> None:
-        self.decay = decay
+        self.decay, self.updates = decay, 0
         self.shadow = {k: p.detach().clone() for k, p in model.named_parameters()}
 
     def update(self, model: torch.nn.Module) -> None:
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        self.updates += 1
         with torch.no_grad():
             for k, p in model.named_parameters():
-                self.shadow[k].mul_(self.decay).add_(p.detach(), alpha=1 - self.decay)
+                self.shadow[k].mul_(decay).add_(p.detach(), alpha=1 - decay)
 
     def swapped_into(self, model: torch.nn.Module) -> dict:
         """Load the averages into `model`; returns the live weights to restore."""
@@ -242,7 +246,7 @@ def _epochs_since_best(history: list[dict]) -> int:
 def _save_state(path, state, model, optimizer, schedule, ema, rngs, config) -> None:
     tmp = Path(f"{path}.tmp")
     torch.save({**state, "config": asdict(config), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "schedule": (schedule.scale, schedule.bad_epochs), "ema": ema.shadow if ema else None,
+                "schedule": (schedule.scale, schedule.bad_epochs), "ema": (ema.shadow, ema.updates) if ema else None,
                 "rng": rngs[0].bit_generator.state, "generator": rngs[1].get_state()}, tmp)
     os.replace(tmp, path)
 
@@ -257,7 +261,7 @@ def _load_state(path, model, optimizer, schedule, ema, rngs, config) -> dict:
     optimizer.load_state_dict(saved["optimizer"])
     schedule.scale, schedule.bad_epochs = saved["schedule"]
     if ema:
-        ema.shadow = saved["ema"]
+        ema.shadow, ema.updates = saved["ema"]
     rngs[0].bit_generator.state = saved["rng"]
     rngs[1].set_state(saved["generator"])
     return {k: saved[k] for k in ("epoch", "best", "best_state", "history")}

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..data import Dataset, read_dataset
+from ..delta import subtract_baseline
 from ..evaluation import evaluate
 from ..models import ForceField, config_from_dict
 from .config import DataSpec, TrainConfig
@@ -102,6 +103,11 @@ def run_stages(config: TrainConfig, splits: Splits, progress: bool = True, resum
 
     if config.method == "standard":
         return stages.run("standard", fresh(False), splits.train, splits.val, fit_config), stages.paths
+    if config.method == "delta":
+        train, val = (subtract_baseline(d, config.delta_baseline, progress)[0] for d in (splits.train, splits.val))
+        model = new_model(model_config, train, None, seed, config.torch_dtype)
+        model.delta_baseline = config.delta_baseline
+        return stages.run("delta", model, train, val, fit_config), stages.paths
     if config.method == "score_matching":
         sm_fit = replace(config.pretrain_fit, objective="score_matching", temperature_K=config.temperature_K)
         pretrained = stages.run("score_matching", fresh(False, 1), unlabelled(splits.cheap), splits.val, sm_fit)

@@ -1,0 +1,42 @@
+"""Δ-learning: a model of (accurate − baseline) on paired configurations, where the baseline
+is a cheap method (any labeller, e.g. GFN2-xTB) that must then run at inference too.
+
+The one place the baseline is subtracted (training targets, evaluation) or added back
+(the calculator); a model carries its baseline's name in ``model.delta_baseline``.
+"""
+
+from __future__ import annotations
+
+import time
+
+from .data import Dataset
+
+
+def subtract_baseline(data: Dataset, method: str, progress: bool = False) -> tuple[Dataset, float]:
+    """`data` with the baseline's energy and forces subtracted from its labels, and the
+    baseline's cost in seconds per structure."""
+    from tqdm import tqdm
+
+    from .labels import get_labeler
+
+    labeler, start, configs = get_labeler(method), time.perf_counter(), []
+    for c in tqdm(data, desc=f"{method} baseline", unit="structure", disable=not progress):
+        atoms = c.to_atoms()
+        labeler.prepare(atoms)
+        energy, forces = labeler.label(atoms)
+        configs.append(c.with_(energy=None if c.energy is None else c.energy - energy,
+                               forces=None if c.forces is None else c.forces - forces))
+    seconds = (time.perf_counter() - start) / max(len(data), 1)
+    return Dataset(configs, f"{data.source} minus {method}", dict(data.source_units)), seconds
+
+
+class BaselineAdder:
+    """Adds the baseline's energy and forces to a Δ-model's prediction for one structure."""
+
+    def __init__(self, method: str) -> None:
+        from .labels import get_labeler
+        self.method, self.labeler = method, get_labeler(method)
+
+    def __call__(self, atoms) -> tuple[float, "numpy.ndarray"]:  # noqa: F821
+        self.labeler.prepare(atoms)
+        return self.labeler.label(atoms)
