@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
+
 from .data import Dataset
 
 
@@ -37,6 +39,6 @@ class BaselineAdder:
         from .labels import get_labeler
         self.method, self.labeler = method, get_labeler(method)
 
-    def __call__(self, atoms) -> tuple[float, "numpy.ndarray"]:  # noqa: F821
+    def __call__(self, atoms) -> tuple[float, np.ndarray]:
         self.labeler.prepare(atoms)
         return self.labeler.label(atoms)
