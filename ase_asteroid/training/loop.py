@@ -24,7 +24,9 @@ from tqdm import tqdm
 from ..data import Dataset, fit_energy_references
 from ..graph import collate, graph_from_configuration
 from ..models import ForceField, predict_in_batches
-from .losses import KINDS, energy_force_loss, score_matching_loss
+from .force_gradients import METHODS as FORCE_GRADIENTS
+from .force_gradients import loss_and_backward
+from .losses import KINDS, score_matching_loss
 
 OPTIMIZERS = ("adam", "adamw")
 OBJECTIVES = ("labels", "score_matching")
@@ -38,7 +40,9 @@ class FitConfig:
     MAE); ema_decay (0 = no EMA); clip_grad_norm (0 = no clipping); early_stopping_patience
     (epochs without improvement before stopping; 0 = never); objective: "labels" (the
     energy/force loss) or "score_matching" (losses.score_matching_loss on the configurations'
-    geometries at temperature_K, labels unused); seed (shuffling, projections)."""
+    geometries at temperature_K, labels unused); force_grad: how the force loss's parameter
+    gradient is taken (double_backprop | central_difference with force_grad_epsilon Å |
+    forward_mode; see force_gradients.py); seed (shuffling, projections)."""
 
     epochs: int = 100
     batch_size: int = 10
@@ -55,6 +59,8 @@ class FitConfig:
     clip_grad_norm: float = 10.0
     early_stopping_patience: int = 0
     objective: str = "labels"
+    force_grad: str = "double_backprop"
+    force_grad_epsilon: float = 1e-5
     temperature_K: float = 0.0
     seed: int = 0
 
@@ -78,6 +84,10 @@ class FitConfig:
             raise ValueError(f"loss must be one of {KINDS}, got {self.loss!r}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.force_grad not in FORCE_GRADIENTS:
+            raise ValueError(f"force_grad must be one of {FORCE_GRADIENTS}, got {self.force_grad!r}")
+        if not self.force_grad_epsilon > 0:
+            raise ValueError(f"force_grad_epsilon must be positive (Å), got {self.force_grad_epsilon}")
         if self.objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
         if self.objective == "score_matching" and not self.temperature_K > 0:
@@ -183,10 +193,12 @@ def fit(model: ForceField, train: Dataset, val: Dataset, config: FitConfig = Fit
     ema = _EMA(model, config.ema_decay) if config.ema_decay else None
     rng, generator = np.random.default_rng(config.seed), torch.Generator().manual_seed(config.seed)
 
-    def objective(batch):
+    def loss_and_gradients(batch) -> torch.Tensor:
         if config.objective == "score_matching":
-            return score_matching_loss(model, batch, config.temperature_K, generator)
-        return energy_force_loss(model(batch), batch, config.rho, config.loss)
+            loss = score_matching_loss(model, batch, config.temperature_K, generator)
+            loss.backward()
+            return loss.detach()
+        return loss_and_backward(model, batch, config.rho, config.loss, config.force_grad, config.force_grad_epsilon)
 
     state = {"epoch": 0, "best": float("inf"), "best_state": copy.deepcopy(model.state_dict()), "history": []}
     if state_path is not None and Path(state_path).exists():
@@ -202,8 +214,7 @@ def fit(model: ForceField, train: Dataset, val: Dataset, config: FitConfig = Fit
                 group["lr"] = schedule.lr(epoch * steps_per_epoch + step)
             batch = collate([graphs[i] for i in order[start:start + config.batch_size]])
             optimizer.zero_grad()
-            loss = objective(batch)
-            loss.backward()
+            loss = loss_and_gradients(batch)
             if config.clip_grad_norm:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad_norm)
             optimizer.step()
