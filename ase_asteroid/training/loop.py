@@ -25,7 +25,7 @@ from ..data import Dataset, fit_energy_references
 from ..graph import collate, graph_from_configuration
 from ..models import ForceField, predict_in_batches
 from .force_gradients import METHODS as FORCE_GRADIENTS
-from .force_gradients import loss_and_backward
+from .force_gradients import default_epsilon, loss_and_backward
 from .losses import KINDS, score_matching_loss
 
 OPTIMIZERS = ("adam", "adamw")
@@ -41,8 +41,9 @@ class FitConfig:
     (epochs without improvement before stopping; 0 = never); objective: "labels" (the
     energy/force loss) or "score_matching" (losses.score_matching_loss on the configurations'
     geometries at temperature_K, labels unused); force_grad: how the force loss's parameter
-    gradient is taken (double_backprop | central_difference with force_grad_epsilon Å |
-    forward_mode; see force_gradients.py); seed (shuffling, projections)."""
+    gradient is taken (double_backprop | central_difference with step force_grad_epsilon Å,
+    0 = the paper's 1e-5 in float64 and 1e-3 in float32 | forward_mode; see
+    force_gradients.py); seed (shuffling, projections)."""
 
     epochs: int = 100
     batch_size: int = 10
@@ -60,7 +61,7 @@ class FitConfig:
     early_stopping_patience: int = 0
     objective: str = "labels"
     force_grad: str = "double_backprop"
-    force_grad_epsilon: float = 1e-5
+    force_grad_epsilon: float = 0.0
     temperature_K: float = 0.0
     seed: int = 0
 
@@ -86,8 +87,8 @@ class FitConfig:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if self.force_grad not in FORCE_GRADIENTS:
             raise ValueError(f"force_grad must be one of {FORCE_GRADIENTS}, got {self.force_grad!r}")
-        if not self.force_grad_epsilon > 0:
-            raise ValueError(f"force_grad_epsilon must be positive (Å), got {self.force_grad_epsilon}")
+        if not self.force_grad_epsilon >= 0:
+            raise ValueError(f"force_grad_epsilon must not be negative (Å), got {self.force_grad_epsilon}")
         if self.objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
         if self.objective == "score_matching" and not self.temperature_K > 0:
@@ -198,7 +199,9 @@ def fit(model: ForceField, train: Dataset, val: Dataset, config: FitConfig = Fit
             loss = score_matching_loss(model, batch, config.temperature_K, generator)
             loss.backward()
             return loss.detach()
-        return loss_and_backward(model, batch, config.rho, config.loss, config.force_grad, config.force_grad_epsilon)
+        return loss_and_backward(model, batch, config.rho, config.loss, config.force_grad, epsilon)
+
+    epsilon = config.force_grad_epsilon or default_epsilon(model.dtype)
 
     state = {"epoch": 0, "best": float("inf"), "best_state": copy.deepcopy(model.state_dict()), "history": []}
     if state_path is not None and Path(state_path).exists():
