@@ -19,7 +19,9 @@ class AsteroidCalculator(Calculator):
     """Energy (eV) and forces (eV/Å) from a checkpoint path or a :class:`ForceField`.
 
     device: torch device ("cpu", "cuda"); dtype: torch.float32 or torch.float64 (default:
-    the model's own); fidelity: which energy references to use (default the model's first).
+    the model's own); fidelity: which energy references to use (default the model's first,
+    the most accurate) and, for a multi-head model, which head; ``head=`` is accepted as
+    the same thing.
     The models work in eV and Å, ASE's own units, so nothing is converted at this boundary.
     A Δ-learning model (``model.delta_baseline`` set) needs its cheap baseline method at
     inference: the calculator runs it and adds its energy and forces.
@@ -28,8 +30,12 @@ class AsteroidCalculator(Calculator):
     implemented_properties = ("energy", "free_energy", "forces")
 
     def __init__(self, model: ForceField | str | Path, device: str | torch.device = "cpu",
-                 dtype: torch.dtype | None = None, fidelity: str | None = None, **kwargs) -> None:
+                 dtype: torch.dtype | None = None, fidelity: str | None = None, head: str | None = None,
+                 **kwargs) -> None:
         super().__init__(**kwargs)
+        if head is not None and fidelity is not None and head != fidelity:
+            raise ValueError(f"head={head!r} and fidelity={fidelity!r} name the same choice; give one")
+        fidelity = fidelity if fidelity is not None else head
         if isinstance(model, (str, Path)):
             model = load_checkpoint(model, device=device, dtype=dtype)
         elif isinstance(model, ForceField):

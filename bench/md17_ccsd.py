@@ -23,6 +23,7 @@ of the largest N with labels removed, 500 K, the temperature of the MD17 traject
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 import json
 import resource
 import shutil
@@ -66,11 +67,12 @@ def accurate_splits(data_dir: Path, molecule: str) -> tuple[Dataset, Dataset, Da
     return data.subset(perm[:250]), data.subset(perm[:200]), data.subset(perm[250:300]), test, everything
 
 
-def cheap_pool(data_dir: Path, molecule: str, ccsd: Dataset, cache: Path) -> Dataset:
+def cheap_pool(data_dir: Path, molecule: str, ccsd: Dataset | None, cache: Path, labels: str = "new") -> Dataset:
     """The deduplicated, leakage-filtered rMD17 configurations of `molecule` (the kept
-    indices of the files' concatenation are cached in `cache`)."""
+    indices of the files' concatenation are cached in `cache`), with the files' new
+    (PBE/def2-SVP) or old (PBE+vdW-TS) labels."""
     files = sorted(data_dir.glob(f"rmd17_{molecule}_*.npz"))
-    pool = Dataset([c for f in files for c in read_dataset(f)])
+    pool = Dataset([c for f in files for c in read_dataset(f, labels=labels)])
     if cache.exists():
         return pool.subset(json.loads(cache.read_text())["kept"])
     duplicates = set(duplicate_indices(pool))
@@ -95,9 +97,17 @@ def run_one(spec: dict, data: dict, args) -> list[dict]:
     fit = FitConfig(epochs=args.epochs, lr=args.lr, ema_decay=args.ema, seed=0)
     pretrain = FitConfig(epochs=pretrain_epochs, lr=args.lr, ema_decay=args.ema, seed=0)
     out = args.results.parent / "runs" / "_".join(str(v) for v in spec.values())
-    config = TrainConfig(method=spec["method"], accurate=DataSpec(ACCURATE[spec["molecule"]]), model=model,
+    method, more = spec["method"], ()
+    if method.startswith("multi_head"):  # one joint stage, as many configuration visits as the others' stages
+        fit = replace(fit, epochs=max(1, round((args.pretrain_visits + args.epochs * 200) / (n + 4 * 200))))
+        if method == "multi_head3":  # a third fidelity: the original MD17 labels (PBE+vdW-TS), other geometries
+            old = cheap_pool(args.data_dir, spec["molecule"], None, data["cache"], labels="old")
+            more = (old.subset(cheap_perm[n:2 * n]),)
+        method = "multi_head"
+    config = TrainConfig(method=method, accurate=DataSpec(ACCURATE[spec["molecule"]]), model=model,
                          dtype=dtype, cheap=DataSpec("rMD17") if n else None, gamma_eV_per_A=list(args.gammas),
-                         temperature_K=SM_TEMPERATURE_K, fit=fit, pretrain_fit=pretrain, out=str(out))
+                         temperature_K=SM_TEMPERATURE_K, fit=fit, pretrain_fit=pretrain, out=str(out),
+                         accurate_repeats=4 if method == "multi_head" else 1)
     train = data["train250"] if spec["accurate"] == 250 else data["train200"]
     shared_bias = args.results.parent / "runs" / f"{spec['molecule']}_{spec['backend']}_bias_identification.ckpt"
     if spec["method"] == "asteroid" and shared_bias.exists():  # stage 1 does not depend on N: train it once
@@ -105,7 +115,7 @@ def run_one(spec: dict, data: dict, args) -> list[dict]:
         shutil.copy(shared_bias, out / "bias_identification.ckpt")
     start = time.perf_counter()
     torch.manual_seed(0)
-    final, paths = run_stages(config, Splits(train, data["val"], cheap if n else None, cheap_val if n else None),
+    final, paths = run_stages(config, Splits(train, data["val"], cheap if n else None, cheap_val if n else None, more),
                               progress=args.progress, resume=True)
     seconds = time.perf_counter() - start
     base = {**spec, "epochs": args.epochs, "pretrain_epochs": pretrain_epochs,
@@ -170,7 +180,8 @@ def main(argv=None) -> int:
     parser.add_argument("--molecules", nargs="+", default=list(ACCURATE), choices=list(ACCURATE))
     parser.add_argument("--backends", nargs="+", default=["egnn", "mace"], choices=list(MODELS))
     parser.add_argument("--methods", nargs="+", default=["asteroid", "pretrain_finetune", "score_matching"],
-                        choices=["asteroid", "pretrain_finetune", "score_matching"])
+                        choices=["asteroid", "pretrain_finetune", "score_matching", "multi_head", "multi_head3"],
+                        help="multi_head: CCSD + DFT heads; multi_head3: + a PBE+vdW-TS head (other geometries)")
     parser.add_argument("--cheap-sizes", nargs="+", type=int, default=[1000, 2000, 4000])
     parser.add_argument("--gammas", nargs="+", type=float, default=[0.05], help="γ grid, eV/Å")
     parser.add_argument("--epochs", type=int, default=200, help="epochs of each accurate-data stage")
@@ -194,9 +205,10 @@ def main(argv=None) -> int:
     for spec in todo:
         if spec["molecule"] not in data:
             train250, train200, val, test, ccsd = accurate_splits(args.data_dir, spec["molecule"])
-            pool = cheap_pool(args.data_dir, spec["molecule"], ccsd,
-                              args.results.parent / f"cheap_{spec['molecule']}.json")
-            data = {spec["molecule"]: dict(train250=train250, train200=train200, val=val, test=test, pool=pool)}
+            cache = args.results.parent / f"cheap_{spec['molecule']}.json"
+            pool = cheap_pool(args.data_dir, spec["molecule"], ccsd, cache)
+            data = {spec["molecule"]: dict(train250=train250, train200=train200, val=val, test=test, pool=pool,
+                                           cache=cache)}
         print(f"run {spec}", file=sys.stderr, flush=True)
         for row in run_one(spec, data[spec["molecule"]], args):
             with open(args.results, "a") as handle:

@@ -55,6 +55,8 @@ def test_other_methods(tmp_path, method, stages):
     ({"method": "delta"}, "delta_baseline: the delta method needs it"),
     ({"method": "score_matching"}, "temperature_K: score_matching needs the temperature"),
     ({"cost_ratio": 20}, "cost_ratio needs accurate_budget"),
+    ({"more_cheap": [{"path": "x.npz"}]}, "more_cheap and head_loss_weights are options of the multi_head"),
+    ({"more_cheap": [{"pth": "x.npz"}], "method": "multi_head"}, r"more_cheap\[0\]: unknown key"),
     ({"gamma_eV_per_A": -1}, "gamma_eV_per_A: must be a positive number"),
 ])
 def test_bad_config_names_the_key(tmp_path, change, message, capsys):
@@ -150,3 +152,18 @@ def test_equal_cost_limits_the_cheap_labels(tmp_path):
     from ase_asteroid.training.pipeline import splits_from_config
     config = load_config(small(tmp_path, "asteroid", cost_ratio=2, accurate_budget=23))
     assert len(splits_from_config(config).cheap) == (23 - 20) * 2
+
+
+def test_multi_head_training_and_choosing_a_head(tmp_path):
+    from ase_asteroid import AsteroidCalculator
+    config = small(tmp_path, "multi_head", head_loss_weights={"lj": 0.5}, accurate_repeats=2)
+    assert cli.main(["train", "--config", str(config)]) == 0
+    path = tmp_path / "out" / "multi_head.ckpt"
+    model = load_checkpoint(path)
+    assert model.config.num_heads == 2 and model.fidelities == ("gfn2-xtb", "lj")
+    atoms = read_dataset(FIXTURES / "ethanol_lj.extxyz")[0].to_atoms()
+    default = AsteroidCalculator(path).get_forces(atoms)
+    assert np.allclose(default, AsteroidCalculator(path, head="gfn2-xtb").get_forces(atoms))
+    assert not np.allclose(default, AsteroidCalculator(path, head="lj").get_forces(atoms))
+    with pytest.raises(ValueError, match="unknown fidelity"):
+        AsteroidCalculator(path, head="ccsd(t)")

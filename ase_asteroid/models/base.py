@@ -75,6 +75,9 @@ class ForceField(nn.Module):
         The first fidelity is the default one."""
         if not references:
             raise ValueError("references must name at least one fidelity")
+        heads = getattr(self.config, "num_heads", 1)
+        if heads > 1 and len(references) != heads:
+            raise ValueError(f"a model with {heads} heads needs one fidelity per head, got {list(references)}")
         table = torch.zeros(len(references), len(self.species), dtype=torch.float64)
         for row, (fidelity, per_element) in enumerate(references.items()):
             for z, energy in per_element.items():

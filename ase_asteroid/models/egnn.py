@@ -27,7 +27,8 @@ from .config import check_common, check_positive
 
 @dataclass(frozen=True)
 class EGNNConfig:
-    """EGNN hyper-parameters: cutoff in Å; channels per atom; layers; radial basis size."""
+    """EGNN hyper-parameters: cutoff in Å; channels per atom; layers; radial basis size;
+    num_heads: readout heads, one per fidelity (multi-head training; 1 = one shared head)."""
 
     species: tuple[int, ...]
     cutoff: float = 5.0
@@ -35,11 +36,12 @@ class EGNNConfig:
     num_layers: int = 3
     num_radial: int = 16
     avg_num_neighbors: float = 8.0
+    num_heads: int = 1
     name: str = "egnn"
 
     def __post_init__(self) -> None:
         check_common(self, "egnn")
-        check_positive(self, "channels", "num_layers", "num_radial", "avg_num_neighbors")
+        check_positive(self, "channels", "num_layers", "num_radial", "avg_num_neighbors", "num_heads")
 
 
 def _mlp(n_in: int, n_hidden: int, n_out: int) -> nn.Sequential:
@@ -63,7 +65,7 @@ class EGNNLayer(nn.Module):
 
 
 class EGNNForceField(ForceField):
-    """EGNN backend: ε_i from an MLP on the final invariant features."""
+    """EGNN backend: ε_i from an MLP on the final invariant features (one MLP per head)."""
 
     def __init__(self, config: EGNNConfig) -> None:
         super().__init__(config)
@@ -73,7 +75,9 @@ class EGNNForceField(ForceField):
         self.layers = nn.ModuleList(EGNNLayer(config.channels, config.num_radial,
                                               config.avg_num_neighbors)
                                     for _ in range(config.num_layers))
-        self.readout = _mlp(config.channels, config.channels, 1)
+        heads = config.num_heads
+        self.readout = (_mlp(config.channels, config.channels, 1) if heads == 1 else
+                        nn.ModuleList(_mlp(config.channels, config.channels, 1) for _ in range(heads)))
 
     def node_energies(self, batch: Batch, positions: torch.Tensor,
                       species: torch.Tensor) -> torch.Tensor:
@@ -83,4 +87,7 @@ class EGNNForceField(ForceField):
         h = self.embedding(species)
         for layer in self.layers:
             h = layer(h, batch.edge_index, radial, envelope)
-        return self.readout(h).squeeze(-1)
+        if self.config.num_heads == 1:
+            return self.readout(h).squeeze(-1)
+        per_head = torch.cat([readout(h) for readout in self.readout], dim=1)
+        return per_head.gather(1, batch.fidelity[batch.batch][:, None]).squeeze(1)

@@ -28,7 +28,8 @@ class MACEConfig:
 
     channels: feature channels per irrep; max_L: highest irrep of hidden features;
     max_ell: highest spherical harmonic of edges; correlation: body order - 1 of products;
-    cutoff: Å; avg_num_neighbors: normalisation of message sums.
+    cutoff: Å; avg_num_neighbors: normalisation of message sums; num_heads: readout heads,
+    one per fidelity (mace-torch's multi-head readouts; 1 = one shared head).
     """
 
     species: tuple[int, ...]
@@ -43,13 +44,14 @@ class MACEConfig:
     radial_mlp: tuple[int, ...] = (64, 64, 64)
     mlp_irreps: str = "16x0e"
     avg_num_neighbors: float = 8.0
+    num_heads: int = 1
     name: str = "mace"
 
     def __post_init__(self) -> None:
         check_common(self, "mace")
         freeze_sequences(self, "radial_mlp")
         check_positive(self, "channels", "max_ell", "correlation", "num_interactions",
-                       "num_bessel", "num_polynomial_cutoff", "avg_num_neighbors")
+                       "num_bessel", "num_polynomial_cutoff", "avg_num_neighbors", "num_heads")
         if not 0 <= self.max_L <= 3:
             raise ValueError(f"max_L must be 0..3, got {self.max_L}")
 
@@ -78,10 +80,12 @@ class MACEForceField(ForceField):
             interaction_cls=block, interaction_cls_first=block,
             num_interactions=config.num_interactions, num_elements=len(config.species),
             hidden_irreps=o3.Irreps(config.hidden_irreps), MLP_irreps=o3.Irreps(config.mlp_irreps),
-            atomic_energies=np.zeros(len(config.species)),
+            atomic_energies=np.zeros((config.num_heads, len(config.species)) if config.num_heads > 1
+                                     else len(config.species)),
             avg_num_neighbors=config.avg_num_neighbors, atomic_numbers=list(config.species),
             correlation=config.correlation, gate=torch.nn.functional.silu,
-            radial_MLP=list(config.radial_mlp))
+            radial_MLP=list(config.radial_mlp),
+            **({"heads": [f"head{i}" for i in range(config.num_heads)]} if config.num_heads > 1 else {}))
 
     def node_energies(self, batch: Batch, positions: torch.Tensor,
                       species: torch.Tensor) -> torch.Tensor:
@@ -95,4 +99,6 @@ class MACEForceField(ForceField):
             "batch": batch.batch,
             "ptr": batch.ptr,
         }
+        if self.config.num_heads > 1:
+            data["head"] = batch.fidelity  # head of each graph = its fidelity's row
         return self.mace(data, training=self.training, compute_force=False)["node_energy"]

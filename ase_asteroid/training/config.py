@@ -4,7 +4,7 @@ shipped demo dataset (e.g. ``demo:ethanol_b3lyp``)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import torch
@@ -12,7 +12,7 @@ import yaml
 
 from .loop import FitConfig
 
-METHODS = ("standard", "asteroid", "pretrain_finetune", "cheap_only", "score_matching", "delta")
+METHODS = ("standard", "asteroid", "pretrain_finetune", "cheap_only", "score_matching", "delta", "multi_head")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
@@ -20,13 +20,15 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64}
 class DataSpec:
     """path (file or demo:NAME); with perm = default_rng(seed).permutation(len(file)):
     train = perm[:train] (-1: all but the validation set), val = perm[val_start:val_start + val]
-    (val_start defaults to right after the training set; the MD17@CCSD protocol uses 250)."""
+    (val_start defaults to right after the training set; the MD17@CCSD protocol uses 250);
+    labels: rMD17 files only, "new" (PBE/def2-SVP) or "old" (the original MD17 PBE+vdW-TS)."""
 
     path: str
     train: int = -1
     val: int = 50
     seed: int = 0
     val_start: int | None = None
+    labels: str = "new"
 
 
 @dataclass(frozen=True)
@@ -37,7 +39,11 @@ class TrainConfig:
     ignores their labels); cost_ratio + accurate_budget: equal-cost comparison, at most
     (accurate_budget - accurate.train) x cost_ratio cheap configurations are used;
     delta_baseline: the labeller (e.g. gfn2-xtb) whose labels a delta model learns to correct
-    (it runs on the accurate configurations in training and on every structure at inference)."""
+    (it runs on the accurate configurations in training and on every structure at inference);
+    multi_head: one backbone, one readout head per fidelity (accurate, cheap, and each of
+    more_cheap: further data specs of other fidelities), trained jointly; head_loss_weights
+    {fidelity: weight} scale each head's loss terms; accurate_repeats repeats the accurate
+    configurations in every epoch (the sampling ratio)."""
 
     method: str
     accurate: DataSpec
@@ -50,6 +56,9 @@ class TrainConfig:
     cost_ratio: float = 0.0
     accurate_budget: int = 0
     delta_baseline: str = ""
+    more_cheap: list = field(default_factory=list)
+    head_loss_weights: dict = field(default_factory=dict)
+    accurate_repeats: int = 1
     fit: FitConfig = FitConfig()
     pretrain_fit: FitConfig = FitConfig(epochs=8)
     out: str = "train_out"
@@ -70,6 +79,10 @@ class TrainConfig:
         if (self.method == "delta") != bool(self.delta_baseline):
             raise ValueError("delta_baseline: the delta method needs it (a labelling method such as gfn2-xtb), "
                              "and only the delta method uses it")
+        if self.accurate_repeats < 1:
+            raise ValueError(f"accurate_repeats: must be at least 1, got {self.accurate_repeats}")
+        if self.method != "multi_head" and (self.more_cheap or self.head_loss_weights):
+            raise ValueError("more_cheap and head_loss_weights are options of the multi_head method")
         if self.cost_ratio and not (self.cost_ratio > 0 and self.accurate_budget > 0):
             raise ValueError("cost_ratio needs accurate_budget: the number of accurate labels the compared "
                              "standard model uses (e.g. 250)")
@@ -109,10 +122,12 @@ def load_config(path) -> TrainConfig:
     for key, cls in (("accurate", DataSpec), ("cheap", DataSpec), ("fit", FitConfig), ("pretrain_fit", FitConfig)):
         if values.get(key) is not None:
             values[key] = _build(cls, values[key], f"{path}: {key}")
+    values["more_cheap"] = [_build(DataSpec, v, f"{path}: more_cheap[{i}]")
+                            for i, v in enumerate(values.get("more_cheap") or [])]
     for key in ("accurate", "cheap"):
         if values.get(key) is not None:
-            spec = values[key]
-            values[key] = DataSpec(_resolve(spec.path, path.parent), spec.train, spec.val, spec.seed, spec.val_start)
+            values[key] = replace(values[key], path=_resolve(values[key].path, path.parent))
+    values["more_cheap"] = [replace(v, path=_resolve(v.path, path.parent)) for v in values["more_cheap"]]
     if values.get("test"):
         values["test"] = _resolve(values["test"], path.parent)
     return _build(TrainConfig, values, str(path))

@@ -24,25 +24,27 @@ from .loop import FitConfig, errors, fit
 from .stages import bias_weights, force_bias, new_model, unlabelled, weighted
 
 
-def load_data(path: str) -> Dataset:
+def load_data(path: str, labels: str = "new") -> Dataset:
     if path.startswith("demo:"):
         from ..demo_data import load_demo
         return load_demo(path.removeprefix("demo:"))
-    return read_dataset(path)
+    return read_dataset(path, labels=labels)
 
 
 @dataclass(frozen=True)
 class Splits:
-    """The data of a run: accurate train/val, and the cheap (or unlabelled) train/val."""
+    """The data of a run: accurate train/val, the cheap (or unlabelled) train/val, and the
+    training sets of further fidelities (multi_head)."""
 
     train: Dataset
     val: Dataset
     cheap: Dataset | None = None
     cheap_val: Dataset | None = None
+    more: tuple[Dataset, ...] = ()
 
 
 def _split(spec: DataSpec) -> tuple[Dataset, Dataset]:
-    data = load_data(spec.path)
+    data = load_data(spec.path, spec.labels)
     train = spec.train if spec.train >= 0 else len(data) - spec.val
     start = train if spec.val_start is None else spec.val_start
     if start < train or start + spec.val > len(data):
@@ -93,8 +95,11 @@ def run_stages(config: TrainConfig, splits: Splits, progress: bool = True, resum
     one with the lowest validation force MAE after fine-tuning is returned (and recorded
     in ``gamma_search.json``); its checkpoint is also under "fine_tuned"."""
     stages = _Stages(Path(config.out), resume, progress)
-    species = sorted(set(splits.train.species) | set(splits.cheap.species if splits.cheap else ()))
-    model_config = config_from_dict({"species": species, **config.model})
+    everything = [splits.train, *([splits.cheap] if splits.cheap else []), *splits.more]
+    species = sorted(set().union(*(d.species for d in everything)))
+    heads = {"num_heads": len(dict.fromkeys(f for d in everything for f in d.fidelities))} \
+        if config.method == "multi_head" else {}
+    model_config = config_from_dict({"species": species, **heads, **config.model})
     seed, fit_config = config.seed, config.fit
 
     def fresh(with_cheap: bool = True, seed_offset: int = 0) -> ForceField:
@@ -103,6 +108,11 @@ def run_stages(config: TrainConfig, splits: Splits, progress: bool = True, resum
 
     if config.method == "standard":
         return stages.run("standard", fresh(False), splits.train, splits.val, fit_config), stages.paths
+    if config.method == "multi_head":
+        model = new_model(model_config, splits.train, [splits.cheap, *splits.more], seed, config.torch_dtype)
+        data = Dataset([c.with_(weight=c.weight * config.head_loss_weights.get(c.fidelity, 1.0))
+                        for d in [splits.train] * config.accurate_repeats + everything[1:] for c in d])
+        return stages.run("multi_head", model, data, splits.val, fit_config), stages.paths
     if config.method == "delta":
         train, val = (subtract_baseline(d, config.delta_baseline, progress)[0] for d in (splits.train, splits.val))
         model = new_model(model_config, train, None, seed, config.torch_dtype)
@@ -139,13 +149,14 @@ def run_stages(config: TrainConfig, splits: Splits, progress: bool = True, resum
 def splits_from_config(config: TrainConfig) -> Splits:
     train, val = _split(config.accurate)
     cheap, cheap_val = _split(config.cheap) if config.cheap else (None, None)
+    more = tuple(_split(spec)[0] for spec in config.more_cheap)
     if cheap is not None and config.cost_ratio:
         affordable = int((config.accurate_budget - len(train)) * config.cost_ratio)
         if affordable < 1:
             raise ValueError(f"cost_ratio/accurate_budget: {config.accurate_budget} accurate labels minus the "
                              f"{len(train)} used leave nothing to spend on cheap labels")
         cheap = cheap.subset(range(min(affordable, len(cheap))))
-    return Splits(train, val, cheap, cheap_val)
+    return Splits(train, val, cheap, cheap_val, more)
 
 
 def run_training(config: TrainConfig, progress: bool = True, resume: bool = False) -> dict:

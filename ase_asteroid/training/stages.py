@@ -22,13 +22,14 @@ from ..data import Dataset, fit_energy_references, force_rms
 from ..models import ForceField, build_model, predict_in_batches
 
 
-def new_model(config, accurate: Dataset, cheap: Dataset | None = None, seed: int = 0,
+def new_model(config, accurate: Dataset, cheap: Dataset | list[Dataset] | None = None, seed: int = 0,
               dtype: torch.dtype = torch.float32) -> ForceField:
-    """A fresh model with reference energies for the accurate fidelity (first) and the cheap one."""
+    """A fresh model with reference energies for the accurate fidelity (first) and the cheap
+    one(s), in that order (with several heads, head i serves fidelity i)."""
     model = build_model(config, seed=seed, dtype=dtype)
     references = fit_energy_references(accurate)
-    if cheap is not None:
-        references.update({f: r for f, r in fit_energy_references(cheap).items() if f not in references})
+    for data in ([cheap] if isinstance(cheap, Dataset) else cheap or []):
+        references.update({f: r for f, r in fit_energy_references(data).items() if f not in references})
     model.set_normalization(references, scale=force_rms(accurate))
     return model
 
