@@ -55,6 +55,7 @@ def checkpoint_metadata(model: ForceField, data_hashes: dict[str, str] | None = 
         "dtype": str(model.dtype).removeprefix("torch."),
         "energy_references_eV": {f: {str(z): e for z, e in refs.items()}
                                  for f, refs in model.energy_references.items()},
+        "fidelity_heads": model.fidelity_heads,
         "scale_eV": float(model.scale),
         "shift_eV": float(model.shift),
         "history": model.history,
@@ -120,7 +121,9 @@ def load_checkpoint(path, device: str | torch.device = "cpu",
         model.load_state_dict(state, strict=True)
         references = {f: {int(z): e for z, e in refs.items()}
                       for f, refs in meta["energy_references_eV"].items()}
-        model.set_normalization(references, meta["scale_eV"], meta["shift_eV"])
+        heads = meta.get("fidelity_heads")
+        model.set_normalization(references, meta["scale_eV"], meta["shift_eV"],
+                                heads=[heads[f] for f in references] if heads else None)
     except (KeyError, ValueError, RuntimeError, SafetensorError) as error:
         raise CheckpointError(f"{path}: checkpoint is inconsistent ({type(error).__name__}: {error})") from error
     model.history = list(meta.get("history", []))

@@ -59,6 +59,7 @@ class ForceField(nn.Module):
         self.register_buffer("atomic_energies", torch.zeros(1, len(self.species)), persistent=False)
         self.register_buffer("scale", torch.tensor(1.0), persistent=False)
         self.register_buffer("shift", torch.tensor(0.0), persistent=False)
+        self.register_buffer("head_of_fidelity", torch.zeros(1, dtype=torch.long), persistent=False)
         self.history: list[dict] = []
         self.delta_baseline: str | None = None  # Δ-learning: the cheap method added at inference (see delta.py)
 
@@ -70,14 +71,27 @@ class ForceField(nn.Module):
 
     # --- normalisation ---------------------------------------------------------------
     def set_normalization(self, references: Mapping[str, Mapping[int, float]],
-                          scale: float = 1.0, shift: float = 0.0) -> None:
+                          scale: float = 1.0, shift: float = 0.0, heads: Sequence[int] | None = None) -> None:
         """Per-fidelity reference energies {fidelity: {Z: eV}}, scale (eV) and shift (eV/atom).
-        The first fidelity is the default one."""
+        The first fidelity is the default one. heads: the readout head of each fidelity;
+        by default the current assignment if it fits, else all on head 0 for a one-head
+        model and fidelity i on head i for a model with one head per fidelity."""
         if not references:
             raise ValueError("references must name at least one fidelity")
-        heads = getattr(self.config, "num_heads", 1)
-        if heads > 1 and len(references) != heads:
-            raise ValueError(f"a model with {heads} heads needs one fidelity per head, got {list(references)}")
+        num_heads = getattr(self.config, "num_heads", 1)
+        if heads is None:
+            current = self.head_of_fidelity.tolist() if self.fidelities != ("default",) else []
+            if len(current) == len(references):
+                heads = current
+            elif num_heads == 1:
+                heads = [0] * len(references)
+            elif len(references) == num_heads:
+                heads = list(range(num_heads))
+            else:
+                raise ValueError(f"a model with {num_heads} heads needs one fidelity per head, "
+                                 f"got {list(references)}, or an explicit head for each")
+        if len(heads) != len(references) or not all(0 <= h < num_heads for h in heads):
+            raise ValueError(f"heads {list(heads)}: need one head in 0..{num_heads - 1} per fidelity {list(references)}")
         table = torch.zeros(len(references), len(self.species), dtype=torch.float64)
         for row, (fidelity, per_element) in enumerate(references.items()):
             for z, energy in per_element.items():
@@ -86,6 +100,7 @@ class ForceField(nn.Module):
                                      f"which is not among the model's species {self.species}")
                 table[row, self.species.index(int(z))] = float(energy)
         self.fidelities = tuple(references)
+        self.head_of_fidelity = torch.tensor(list(heads), dtype=torch.long, device=self.head_of_fidelity.device)
         self.atomic_energies = table.to(self.atomic_energies.dtype).to(self.atomic_energies.device)
         self.scale.fill_(float(scale))
         self.shift.fill_(float(shift))
@@ -95,6 +110,15 @@ class ForceField(nn.Module):
         """{fidelity: {Z: E0 in eV}}."""
         rows = self.atomic_energies.detach().cpu().double().tolist()
         return {f: {z: e for z, e in zip(self.species, row)} for f, row in zip(self.fidelities, rows)}
+
+    @property
+    def fidelity_heads(self) -> dict[str, int]:
+        """{fidelity: index of its readout head}."""
+        return dict(zip(self.fidelities, self.head_of_fidelity.tolist()))
+
+    def graph_heads(self, batch: Batch) -> torch.Tensor:
+        """The readout head of each graph [B] (from its fidelity row)."""
+        return self.head_of_fidelity[batch.fidelity]
 
     def fidelity_index(self, fidelity: str | None) -> int:
         """Row of `fidelity` in the reference table; None gives the default (0)."""

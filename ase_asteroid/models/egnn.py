@@ -90,4 +90,4 @@ class EGNNForceField(ForceField):
         if self.config.num_heads == 1:
             return self.readout(h).squeeze(-1)
         per_head = torch.cat([readout(h) for readout in self.readout], dim=1)
-        return per_head.gather(1, batch.fidelity[batch.batch][:, None]).squeeze(1)
+        return per_head.gather(1, self.graph_heads(batch)[batch.batch][:, None]).squeeze(1)

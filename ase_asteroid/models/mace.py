@@ -100,5 +100,5 @@ class MACEForceField(ForceField):
             "ptr": batch.ptr,
         }
         if self.config.num_heads > 1:
-            data["head"] = batch.fidelity  # head of each graph = its fidelity's row
+            data["head"] = self.graph_heads(batch)
         return self.mace(data, training=self.training, compute_force=False)["node_energy"]
