@@ -13,6 +13,8 @@ from .data.dataset import element_symbol
 from .delta import BaselineAdder
 from .graph import make_graph
 from .models import ForceField
+from .refinement.refine import check_refinable, refine_model
+from .refinement.ttt import TTTSettings
 
 
 class AsteroidCalculator(Calculator):
@@ -25,13 +27,20 @@ class AsteroidCalculator(Calculator):
     The models work in eV and Å, ASE's own units, so nothing is converted at this boundary.
     A Δ-learning model (``model.delta_baseline`` set) needs its cheap baseline method at
     inference: the calculator runs it and adds its energy and forces.
+
+    refine: "radius", "ttt" or "radius+ttt" (refinement/): the model is refined for the
+    first structure it is asked about, and again every `ttt_every` calls if that is > 0
+    (e.g. every k MD steps); ttt_steps/ttt_lr/ttt_optimizer set the test-time training.
+    A refined copy is used; the checkpoint and the model passed in are never changed.
+    ``refinements`` lists what each refinement chose and cost.
     """
 
     implemented_properties = ("energy", "free_energy", "forces")
 
     def __init__(self, model: ForceField | str | Path, device: str | torch.device = "cpu",
                  dtype: torch.dtype | None = None, fidelity: str | None = None, head: str | None = None,
-                 **kwargs) -> None:
+                 refine: str | None = None, ttt_steps: int = 50, ttt_lr: float = 1e-4, ttt_optimizer: str = "adam",
+                 ttt_every: int = 0, **kwargs) -> None:
         super().__init__(**kwargs)
         if head is not None and fidelity is not None and head != fidelity:
             raise ValueError(f"head={head!r} and fidelity={fidelity!r} name the same choice; give one")
@@ -45,6 +54,18 @@ class AsteroidCalculator(Calculator):
         self.model = model
         self.fidelity = model.fidelities[model.fidelity_index(fidelity)]
         self.baseline = BaselineAdder(model.delta_baseline) if model.delta_baseline else None
+        check_refinable(model, refine)
+        self.refine, self.ttt_every, self.calls = refine, ttt_every, 0
+        self.ttt = TTTSettings(ttt_steps, ttt_lr, ttt_optimizer)
+        self.refined, self.refinements = None, []
+
+    def _model_for(self, atoms) -> ForceField:
+        if not self.refine:
+            return self.model
+        if self.refined is None or (self.ttt_every and self.calls % self.ttt_every == 0):
+            self.refined, report = refine_model(self.model, [atoms], self.refine, self.ttt)
+            self.refinements.append({"call": self.calls, **report})
+        return self.refined
 
     def _check(self, atoms) -> None:
         known = set(self.model.species)
@@ -62,12 +83,14 @@ class AsteroidCalculator(Calculator):
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes) -> None:
         super().calculate(atoms, properties, system_changes)
         self._check(self.atoms)
+        model = self._model_for(self.atoms)
+        self.calls += 1
         periodic = bool(self.atoms.pbc.any())
-        graph = make_graph(self.atoms.numbers, self.atoms.positions, self.model.cutoff,
+        graph = make_graph(self.atoms.numbers, self.atoms.positions, model.cutoff,
                            cell=self.atoms.cell.array if periodic else None,
                            pbc=tuple(bool(p) for p in self.atoms.pbc),
-                           fidelity=self.model.fidelity_index(self.fidelity))
-        output = self.model(graph)
+                           fidelity=model.fidelity_index(self.fidelity))
+        output = model(graph)
         energy = float(output["energy"].detach().double().cpu()[0])
         forces = output["forces"].detach().double().cpu().numpy()
         if self.baseline is not None:

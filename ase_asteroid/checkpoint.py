@@ -60,6 +60,8 @@ def checkpoint_metadata(model: ForceField, data_hashes: dict[str, str] | None = 
         "shift_eV": float(model.shift),
         "history": model.history,
         "delta_baseline": model.delta_baseline,
+        "prior": {"kind": "lj", "species": list(model.prior.species)} if model.prior is not None else None,
+        "graph_spectrum": model.graph_spectrum,
         "data_hashes": data_hashes or {},
         "versions": package_versions(),
     }
@@ -117,6 +119,9 @@ def load_checkpoint(path, device: str | torch.device = "cpu",
     try:
         config = config_from_dict(meta["model"]["config"])
         model = build_model(config, dtype=_DTYPES[meta["dtype"]])
+        if meta.get("prior"):
+            from .refinement.prior import LJPrior
+            model.prior = LJPrior(meta["prior"]["species"]).to(model.dtype)
         state = load_file(str(path))
         model.load_state_dict(state, strict=True)
         references = {f: {int(z): e for z, e in refs.items()}
@@ -128,5 +133,6 @@ def load_checkpoint(path, device: str | torch.device = "cpu",
         raise CheckpointError(f"{path}: checkpoint is inconsistent ({type(error).__name__}: {error})") from error
     model.history = list(meta.get("history", []))
     model.delta_baseline = meta.get("delta_baseline")
+    model.graph_spectrum = meta.get("graph_spectrum")
     model.eval()
     return model.to(device=device, dtype=dtype or model.dtype)

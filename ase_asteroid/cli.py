@@ -7,6 +7,7 @@ import json
 import sys
 
 from . import __version__
+from .refinement.options import add_refine_arguments, ttt_settings
 
 
 def data_info(path: str, as_json: bool = False, fidelity: str | None = None,
@@ -97,6 +98,7 @@ def _add_evaluate_parser(commands) -> None:
     evaluate.add_argument("--fidelity", help="the model's reference energies to predict with (default: its first)")
     evaluate.add_argument("--labels", choices=["new", "old"], default="new", help="rMD17 label set")
     evaluate.add_argument("--json", action="store_true")
+    add_refine_arguments(evaluate)
 
 
 def evaluate_command(args) -> str:
@@ -105,7 +107,9 @@ def evaluate_command(args) -> str:
     from .evaluation import evaluate, format_evaluation
 
     model = load_checkpoint(args.checkpoint)
-    return format_evaluation(evaluate(model, read_dataset(args.data, labels=args.labels), args.fidelity), args.json)
+    result = evaluate(model, read_dataset(args.data, labels=args.labels), args.fidelity, refine=args.refine,
+                      ttt=ttt_settings(args))
+    return format_evaluation(result, args.json)
 
 
 def _add_train_parser(commands) -> None:

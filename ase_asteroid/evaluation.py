@@ -10,6 +10,8 @@ from . import units
 from .data import Dataset
 from .data.dataset import element_symbol
 from .delta import subtract_baseline
+from .refinement.refine import refine_model
+from .refinement.ttt import TTTSettings
 from .models import ForceField, predict_in_batches
 
 
@@ -17,18 +19,21 @@ def _stats(errors: np.ndarray, unit_scale: float) -> tuple[float, float]:
     return float(np.mean(np.abs(errors)) * unit_scale), float(np.sqrt(np.mean(errors ** 2)) * unit_scale)
 
 
-def evaluate(model: ForceField, data: Dataset, fidelity: str | None = None, batch_size: int = 50) -> dict:
+def evaluate(model: ForceField, data: Dataset, fidelity: str | None = None, batch_size: int = 50,
+             refine: str | None = None, ttt: TTTSettings = TTTSettings()) -> dict:
     """MAE and RMSE of energies (meV, kcal/mol) and forces (meV/Å, kcal/mol/Å), forces also per element.
 
     Every configuration is predicted with the reference energies of `fidelity` (default: the
     model's first, most accurate one), whatever fidelity label the data carries. A
     Δ-learning model's predictions include its baseline, computed here for every structure
-    (its cost is reported).
+    (its cost is reported). refine ("radius", "ttt", "radius+ttt") refines a copy of the
+    model for the whole set first (refinement/refine.py), and reports what it chose and cost.
     """
     row = model.fidelity_index(fidelity)
     labelled = [c.with_(fidelity=model.fidelities[row]) for c in data if c.energy is not None and c.forces is not None]
     if not labelled:
         raise ValueError(f"{data.source or 'dataset'}: no configuration has both energy and forces")
+    model, refinement = refine_model(model, labelled, refine, ttt)
     baseline = {}
     if model.delta_baseline:  # (model + baseline) - truth = model - (truth - baseline)
         labelled, seconds = subtract_baseline(Dataset(labelled), model.delta_baseline)
@@ -45,7 +50,8 @@ def evaluate(model: ForceField, data: Dataset, fidelity: str | None = None, batc
               "energy_mae_kcal_per_mol": _stats(energy, kcal)[0],
               "force_mae_meV_per_A": _stats(forces, 1e3)[0], "force_rmse_meV_per_A": _stats(forces, 1e3)[1],
               "force_mae_kcal_per_mol_A": _stats(forces, kcal_A)[0],
-              "force_rmse_kcal_per_mol_A": _stats(forces, kcal_A)[1], **baseline, "per_element": {}}
+              "force_rmse_kcal_per_mol_A": _stats(forces, kcal_A)[1], **baseline,
+              "refinement": refinement, "per_element": {}}
     for z in sorted(set(numbers.tolist())):
         mae, rmse = _stats(forces[numbers == z], 1e3)
         result["per_element"][element_symbol(z)] = {"force_mae_meV_per_A": mae, "force_rmse_meV_per_A": rmse}
@@ -61,6 +67,14 @@ def format_evaluation(result: dict, as_json: bool = False) -> str:
              f"forces  MAE {result['force_mae_meV_per_A']:.2f} meV/Å ({result['force_mae_kcal_per_mol_A']:.3f} "
              f"kcal/mol/Å), RMSE {result['force_rmse_meV_per_A']:.2f} meV/Å "
              f"({result['force_rmse_kcal_per_mol_A']:.3f} kcal/mol/Å)"]
+    refinement = result.get("refinement", {})
+    if refinement.get("refine", "none") != "none":
+        chosen = [f"cutoff {refinement['cutoff_A']} Å (trained {refinement['trained_cutoff_A']} Å)"
+                  if "cutoff_A" in refinement else "",
+                  f"test-time training: prior loss {refinement['ttt_prior_loss_before']:.3g} -> "
+                  f"{refinement['ttt_prior_loss_after']:.3g}" if "ttt_seconds" in refinement else ""]
+        lines.append(f"refined ({refinement['refine']}): " + "; ".join(c for c in chosen if c) +
+                     f"; {refinement['seconds_per_structure'] * 1e3:.1f} ms per structure")
     if result.get("delta_baseline"):
         lines.append(f"Δ-learning model: every prediction includes {result['delta_baseline']} computed at inference "
                      f"({result['baseline_seconds_per_structure'] * 1e3:.1f} ms per structure)")

@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from ase_asteroid.refinement.options import add_refine_arguments, ttt_settings
+
 from .langevin import PAPER_FRICTION_PER_FS
 
 
@@ -34,6 +36,7 @@ def _common(parser) -> None:
     parser.add_argument("--max-distance-increase-A", type=float, default=2.0,
                         help="largest interatomic distance may grow by this much (Å)")
     parser.add_argument("--max-temperature-factor", type=float, default=5.0)
+    add_refine_arguments(parser)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--steps", type=int, default=1000)
     run.add_argument("--traj", help="trajectory file to write (ASE .traj)")
     run.add_argument("--traj-every", type=int, default=10)
+    run.add_argument("--ttt-every", type=int, default=0,
+                     help="refine again every this many steps (0: once, at the start)")
     return parser
 
 
@@ -77,7 +82,8 @@ def stability(args) -> str:
     if not sources:
         raise ValueError("give at least one checkpoint or --calculator")
     config = SweepConfig(tuple(args.step_sizes_fs), args.replicas, args.time_ps, args.temperature_K,
-                         args.friction_per_fs, args.seed, _criteria(args), save_trajectories=args.save_trajectories)
+                         args.friction_per_fs, args.seed, _criteria(args), save_trajectories=args.save_trajectories,
+                         refine=args.refine or "", ttt=ttt_settings(args))
     molecule = read_molecule(args.molecule, args.frame)
     rows = run_sweep(sources, molecule, config, args.out, workers=args.workers, scheduler=args.scheduler,
                      resume=args.resume)
@@ -98,7 +104,8 @@ def run(args) -> str:
         calculator = labeler.calculator
     else:
         from ase_asteroid import AsteroidCalculator
-        calculator = AsteroidCalculator(args.model)
+        calculator = AsteroidCalculator(args.model, refine=args.refine, ttt_steps=args.ttt_steps, ttt_lr=args.ttt_lr,
+                                        ttt_optimizer=args.ttt_optimizer, ttt_every=args.ttt_every)
     params = LangevinParameters(args.timestep_fs, args.temperature_K, args.friction_per_fs)
     result = run_md(molecule, calculator, params, args.steps, args.seed, args.traj, args.traj_every, _criteria(args))
     state = "stable" if result.stable else f"diverged ({result.reason})"

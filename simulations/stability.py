@@ -16,6 +16,8 @@ import numpy as np
 from ase import Atoms
 
 from ase_asteroid.parallel import map_unordered
+from ase_asteroid.refinement.refine import check_refinable, refine_model
+from ase_asteroid.refinement.ttt import TTTSettings
 
 from .batched import BatchedLangevin, RunSpec, calculator_forces, model_forces
 from .divergence import DivergenceCriteria
@@ -27,7 +29,9 @@ REFERENCE_METHODS = ("gfn2-xtb", "gfn1-xtb", "lj", "gaff2")
 
 @dataclass(frozen=True)
 class SweepConfig:
-    """step_sizes_fs (fs), replicas, time_ps (ps per run), temperature_K (K), friction_per_fs (1/fs)."""
+    """step_sizes_fs (fs), replicas, time_ps (ps per run), temperature_K (K), friction_per_fs (1/fs);
+    refine: test-time refinement of each checkpoint's model for the molecule, once per
+    sweep task before its runs start (ase_asteroid/refinement), with `ttt` settings."""
 
     step_sizes_fs: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 3.0)
     replicas: int = 20
@@ -38,6 +42,8 @@ class SweepConfig:
     criteria: DivergenceCriteria = field(default_factory=DivergenceCriteria)
     record_every: int = 10
     save_trajectories: int = 0
+    refine: str = ""
+    ttt: TTTSettings = field(default_factory=TTTSettings)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "step_sizes_fs", tuple(float(s) for s in self.step_sizes_fs))
@@ -57,14 +63,8 @@ class SweepConfig:
         return [self.seed, zlib.crc32(model.encode()), int(round(step_size_fs * 1e6)), replica]
 
 
-def force_function(source: str, molecule: Atoms):
-    """Batched forces for a checkpoint path or a reference method name; clear errors first."""
-    if source in REFERENCE_METHODS:
-        from ase_asteroid.labels import get_labeler
-
-        labeler = get_labeler(source)
-        labeler.prepare(molecule)
-        return calculator_forces(labeler.calculator, molecule.numbers)
+def load_model(source: str, molecule: Atoms, refine: str = ""):
+    """The checkpoint's model; clear errors if it lacks an element of `molecule` or cannot `refine`."""
     from ase_asteroid.checkpoint import load_checkpoint
     from ase_asteroid.data.dataset import element_symbol
 
@@ -73,6 +73,23 @@ def force_function(source: str, molecule: Atoms):
     if missing:
         raise ValueError(f"{source}: the model has no parameters for element(s) {', '.join(missing)} "
                          f"of the molecule (it knows {', '.join(element_symbol(z) for z in model.species)})")
+    check_refinable(model, refine)
+    return model
+
+
+def force_function(source: str, molecule: Atoms, config: SweepConfig | None = None):
+    """Batched forces for a checkpoint path (refined for `molecule` if config.refine) or a
+    reference method name."""
+    if source in REFERENCE_METHODS:
+        from ase_asteroid.labels import get_labeler
+
+        labeler = get_labeler(source)
+        labeler.prepare(molecule)
+        return calculator_forces(labeler.calculator, molecule.numbers)
+    refine = config.refine if config else ""
+    model = load_model(source, molecule, refine)
+    if refine:
+        model, _ = refine_model(model, [molecule], refine, config.ttt)
     return model_forces(model, molecule.numbers)
 
 
@@ -82,7 +99,7 @@ def run_task(source: str, name: str, molecule: Atoms, config: SweepConfig,
     specs = [RunSpec(LangevinParameters(dt, config.temperature_K, config.friction_per_fs), config.steps(dt),
                      config.run_seed(name, dt, replica), keep_frames=replica < config.save_trajectories)
              for dt, replica in runs]
-    engine = BatchedLangevin(molecule, force_function(source, molecule), specs, config.criteria,
+    engine = BatchedLangevin(molecule, force_function(source, molecule, config), specs, config.criteria,
                              config.record_every)
     results = engine.run(progress=False)
     return [{"model": name, "step_size_fs": dt, "replica": replica, "stable": r.stable,
@@ -125,7 +142,7 @@ def run_sweep(models: dict[str, str], molecule: Atoms, config: SweepConfig, out_
     if rows_path.exists() and not resume:
         raise FileExistsError(f"{rows_path} exists: pass --resume to continue that sweep, or choose another --out")
     for source in models.values():  # every model must load and know the molecule before any run starts
-        force_function(source, molecule)
+        force_function(source, molecule) if source in REFERENCE_METHODS else load_model(source, molecule, config.refine)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = read_rows(rows_path)
     done = {(r["model"], r["step_size_fs"], r["replica"]) for r in rows}

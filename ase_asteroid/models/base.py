@@ -62,6 +62,8 @@ class ForceField(nn.Module):
         self.register_buffer("head_of_fidelity", torch.zeros(1, dtype=torch.long), persistent=False)
         self.history: list[dict] = []
         self.delta_baseline: str | None = None  # Δ-learning: the cheap method added at inference (see delta.py)
+        self.prior: nn.Module | None = None  # auxiliary prior (refinement/prior.py), trained on its own head
+        self.graph_spectrum: dict | None = None  # training graphs' mean Laplacian spectrum (refinement/radius.py)
 
     # --- what a backend implements -------------------------------------------------
     def node_energies(self, batch: Batch, positions: torch.Tensor,

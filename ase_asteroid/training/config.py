@@ -43,7 +43,10 @@ class TrainConfig:
     multi_head: one backbone, one readout head per fidelity (accurate, cheap, and each of
     more_cheap: further data specs of other fidelities), trained jointly; head_loss_weights
     {fidelity: weight} scale each head's loss terms; accurate_repeats repeats the accurate
-    configurations in every epoch (the sampling ratio)."""
+    configurations in every epoch (the sampling ratio); prior: "lj" (a Lennard-Jones prior
+    fitted to the cheap data, or the accurate if there is none) or "lj-uff" (UFF parameters)
+    trained jointly on an auxiliary head in every stage, its loss terms weighted by
+    prior_weight; it enables test-time training (refinement/ttt.py)."""
 
     method: str
     accurate: DataSpec
@@ -59,6 +62,8 @@ class TrainConfig:
     more_cheap: list = field(default_factory=list)
     head_loss_weights: dict = field(default_factory=dict)
     accurate_repeats: int = 1
+    prior: str = ""
+    prior_weight: float = 0.1
     fit: FitConfig = FitConfig()
     pretrain_fit: FitConfig = FitConfig(epochs=8)
     out: str = "train_out"
@@ -79,6 +84,10 @@ class TrainConfig:
         if (self.method == "delta") != bool(self.delta_baseline):
             raise ValueError("delta_baseline: the delta method needs it (a labelling method such as gfn2-xtb), "
                              "and only the delta method uses it")
+        if self.prior not in ("", "lj", "lj-uff"):
+            raise ValueError(f"prior: must be lj or lj-uff (or empty), got {self.prior!r}")
+        if not self.prior_weight > 0:
+            raise ValueError(f"prior_weight: must be positive, got {self.prior_weight}")
         if self.accurate_repeats < 1:
             raise ValueError(f"accurate_repeats: must be at least 1, got {self.accurate_repeats}")
         if self.method != "multi_head" and (self.more_cheap or self.head_loss_weights):

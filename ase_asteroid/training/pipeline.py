@@ -17,6 +17,8 @@ import numpy as np
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..data import Dataset, read_dataset
 from ..delta import subtract_baseline
+from ..refinement.prior import prior_labelled
+from ..refinement.radius import mean_spectrum
 from ..evaluation import evaluate
 from ..models import ForceField, config_from_dict
 from .config import DataSpec, TrainConfig
@@ -58,8 +60,8 @@ class _Stages:
     """Runs one stage at a time on fit(), writing its checkpoint (with its parent), its
     per-epoch log, and its loop state for resuming."""
 
-    def __init__(self, out: Path, resume: bool, progress: bool) -> None:
-        self.out, self.resume, self.progress = out, resume, progress
+    def __init__(self, out: Path, resume: bool, progress: bool, prior_weight: float = 0.1) -> None:
+        self.out, self.resume, self.progress, self.prior_weight = out, resume, progress, prior_weight
         self.parent, self.paths = None, {}
         out.mkdir(parents=True, exist_ok=True)
 
@@ -71,7 +73,11 @@ class _Stages:
             if not self.resume:
                 state.unlink(missing_ok=True)
             start = time.perf_counter()
-            model, record = fit(model, data, val, config, self.progress, state_path=state)
+            train = data
+            if model.prior is not None and config.objective == "labels":  # joint training with the prior head
+                train = data + prior_labelled(data, model.prior, self.prior_weight)
+            model, record = fit(model, train, val, config, self.progress, state_path=state)
+            model.graph_spectrum = {"cutoff_A": model.cutoff, "spectrum": mean_spectrum(data, model.cutoff)}
             model.history[-1].update(stage=name, parent=self.parent, seconds=round(time.perf_counter() - start, 1))
             _write_log(self.out / f"{name}_epochs", record["history"])
             save_checkpoint(model, path, data_hashes={name: data.content_hash()})
@@ -94,28 +100,28 @@ def run_stages(config: TrainConfig, splits: Splits, progress: bool = True, resum
     {stage: checkpoint path}. With several γ, each is pre-trained and fine-tuned and the
     one with the lowest validation force MAE after fine-tuning is returned (and recorded
     in ``gamma_search.json``); its checkpoint is also under "fine_tuned"."""
-    stages = _Stages(Path(config.out), resume, progress)
+    stages = _Stages(Path(config.out), resume, progress, config.prior_weight)
     everything = [splits.train, *([splits.cheap] if splits.cheap else []), *splits.more]
     species = sorted(set().union(*(d.species for d in everything)))
-    heads = {"num_heads": len(dict.fromkeys(f for d in everything for f in d.fidelities))} \
-        if config.method == "multi_head" else {}
-    model_config = config_from_dict({"species": species, **heads, **config.model})
+    num_heads = len(dict.fromkeys(f for d in everything for f in d.fidelities)) if config.method == "multi_head" else 1
+    model_config = config_from_dict({"species": species, "num_heads": num_heads + bool(config.prior), **config.model})
     seed, fit_config = config.seed, config.fit
+    prior = _prior(config.prior, species, splits.cheap or splits.train) if config.prior else None
 
-    def fresh(with_cheap: bool = True, seed_offset: int = 0) -> ForceField:
-        cheap = splits.cheap if with_cheap else None
-        return new_model(model_config, splits.train, cheap, seed + seed_offset, config.torch_dtype)
+    def fresh(with_cheap: bool = True, seed_offset: int = 0, accurate: Dataset = splits.train) -> ForceField:
+        cheap = [splits.cheap, *splits.more] if with_cheap and splits.cheap else None
+        return new_model(model_config, accurate, cheap, seed + seed_offset, config.torch_dtype, prior)
 
     if config.method == "standard":
         return stages.run("standard", fresh(False), splits.train, splits.val, fit_config), stages.paths
     if config.method == "multi_head":
-        model = new_model(model_config, splits.train, [splits.cheap, *splits.more], seed, config.torch_dtype)
+        model = fresh()
         data = Dataset([c.with_(weight=c.weight * config.head_loss_weights.get(c.fidelity, 1.0))
                         for d in [splits.train] * config.accurate_repeats + everything[1:] for c in d])
         return stages.run("multi_head", model, data, splits.val, fit_config), stages.paths
     if config.method == "delta":
         train, val = (subtract_baseline(d, config.delta_baseline, progress)[0] for d in (splits.train, splits.val))
-        model = new_model(model_config, train, None, seed, config.torch_dtype)
+        model = fresh(False, accurate=train)
         model.delta_baseline = config.delta_baseline
         return stages.run("delta", model, train, val, fit_config), stages.paths
     if config.method == "score_matching":
@@ -144,6 +150,15 @@ def run_stages(config: TrainConfig, splits: Splits, progress: bool = True, resum
          "bias_quartiles_eV_per_A": np.percentile(bias, [25, 50, 75]).tolist()}, indent=1))
     stages.paths["fine_tuned"] = stages.paths[best[3]]
     return best[2], stages.paths
+
+
+def _prior(kind: str, species, data: Dataset):
+    """The LJ prior of a run: UFF parameters ("lj-uff"), or fitted to `data`'s forces ("lj")."""
+    from ..refinement.prior import LJPrior
+    prior = LJPrior(species)
+    if kind == "lj":
+        prior.fit(data)
+    return prior
 
 
 def splits_from_config(config: TrainConfig) -> Splits:
