@@ -69,7 +69,7 @@ def test_bad_config_names_the_key(tmp_path, change, message, capsys):
 
 
 @pytest.mark.parametrize("name", ["asteroid_demo.yaml", "standard_demo.yaml", "score_matching_demo.yaml",
-                                  "delta_demo.yaml"])
+                                  "delta_demo.yaml", "joint_lj_demo.yaml"])
 def test_example_configs_are_valid(name):
     config = load_config(EXAMPLES / name)
     assert config.accurate.path.startswith("demo:") and config.fit.epochs == 60
