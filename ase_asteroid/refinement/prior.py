@@ -61,8 +61,9 @@ class LJPrior(nn.Module):
         i, j = _intramolecular_pairs(batch)
         kinds = self.lookup[batch.numbers]
         k = self.pair_table[kinds[i], kinds[j]]
-        r_min = (self.log_r_min if log_r_min is None else log_r_min)[k].exp().to(batch.positions.dtype)
-        depth = (self.log_depth if log_depth is None else log_depth)[k].exp().to(batch.positions.dtype)
+        dtype = batch.positions.dtype  # parameters are cast, never the module: a float32 model keeps its prior
+        r_min = (self.log_r_min if log_r_min is None else log_r_min).to(dtype)[k].exp()
+        depth = (self.log_depth if log_depth is None else log_depth).to(dtype)[k].exp()
         vectors = batch.positions[j] - batch.positions[i]
         r = vectors.norm(dim=1)
         ratio6 = (r_min / r) ** 6
@@ -80,7 +81,7 @@ class LJPrior(nn.Module):
         force RMSE of UFF and of the fit (eV/Å)."""
         configs = [c for c in data if c.forces is not None][:max_configurations]
         batch = batch_configurations(configs, 1.0).to(dtype=torch.float64)
-        uff = float(((self.double()(batch)[1] - batch.forces) ** 2).mean().sqrt())
+        uff = float(((self(batch)[1] - batch.forces) ** 2).mean().sqrt())
         shortest, present = self._shortest_distances(batch)
         log_r_min = torch.log(shortest).requires_grad_(True)
         log_depth = torch.where(present, float(np.log(0.5)), self.log_depth.double()).requires_grad_(True)
@@ -95,8 +96,8 @@ class LJPrior(nn.Module):
             loss.backward()
             optimizer.step()
         with torch.no_grad():
-            self.log_r_min.copy_(log_r_min)
-            self.log_depth.copy_(log_depth)
+            self.log_r_min.copy_(log_r_min.to(self.log_r_min.dtype))
+            self.log_depth.copy_(log_depth.to(self.log_depth.dtype))
         return {"force_rmse_uff_eV_per_A": uff, "force_rmse_fitted_eV_per_A": float(rmse().detach())}
 
     def _shortest_distances(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -133,7 +134,7 @@ def prior_labelled(data, prior: LJPrior, weight: float = 1.0, batch_size: int = 
         chunk = configs[start:start + batch_size]
         batch = batch_configurations(chunk, 1.0).to(dtype=torch.float64)
         with torch.no_grad():
-            energy, forces = prior.double()(batch)
+            energy, forces = prior(batch)
         for g, c in enumerate(chunk):
             a, b = int(batch.ptr[g]), int(batch.ptr[g + 1])
             out.append(c.with_(energy=float(energy[g]), forces=forces[a:b].numpy().copy(), fidelity=PRIOR_FIDELITY,
