@@ -142,3 +142,13 @@ def test_refining_a_model_without_prior_or_spectrum_is_a_clear_error(xtb_data):
         refine_model(tiny_model("egnn", xtb_data), xtb_data[:1], "ttt")
     with pytest.raises(ValueError, match="needs the training graphs' spectrum"):
         refine_model(tiny_model("egnn", xtb_data), xtb_data[:1], "radius")
+
+
+def test_stability_sweep_refines_each_model(joint, tmp_path):
+    from simulations import cli as md_cli
+    from simulations.stability import read_rows
+    data = str(FIXTURES / "ethanol_lj.extxyz")
+    assert md_cli.main(["stability", str(joint), "--molecule", data, "--step-sizes-fs", "0.5", "--replicas", "1",
+                        "--time-ps", "0.005", "--refine", "radius+ttt", "--ttt-steps", "2",
+                        "--out", str(tmp_path / "sweep")]) == 0
+    assert len(read_rows(tmp_path / "sweep" / "runs.jsonl")) == 1
