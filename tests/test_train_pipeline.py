@@ -146,6 +146,8 @@ def test_gamma_grid_is_chosen_by_validation_after_fine_tuning(tmp_path):
     errors = search["val_force_mae_eV_per_A"]
     assert set(errors) == {"0.02", "0.2"} and search["chosen_gamma_eV_per_A"] == float(min(errors, key=errors.get))
     assert result["checkpoints"]["fine_tuned"].endswith(f"fine_tuned_gamma{search['chosen_gamma_eV_per_A']:g}.ckpt")
+    assert (tmp_path / "out" / "pretrained_gamma0.02_epochs.csv").exists()  # one log per γ, none overwritten
+    assert (tmp_path / "out" / "pretrained_gamma0.2_epochs.json").exists()
 
 
 def test_equal_cost_limits_the_cheap_labels(tmp_path):

@@ -86,8 +86,8 @@ class _Stages:
 
 
 def _write_log(stem: Path, history: list[dict]) -> None:
-    stem.with_suffix(".json").write_text(json.dumps(history, indent=1))
-    with open(stem.with_suffix(".csv"), "w", newline="") as handle:
+    stem.parent.joinpath(stem.name + ".json").write_text(json.dumps(history, indent=1))  # stems may hold dots (γ)
+    with open(stem.parent / (stem.name + ".csv"), "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(history[0]))
         writer.writeheader()
         writer.writerows(history)
