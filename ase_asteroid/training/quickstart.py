@@ -11,6 +11,7 @@ it uses.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -36,7 +37,7 @@ def _row(name: str, model, test, n_accurate: int, n_cheap: int, seconds: float) 
 def run_quickstart(out_dir="quickstart", epochs: int = 60, pretrain_epochs: int = 8, gamma_eV_per_A: float = 0.05,
                    cost_ratio: float = 1000.0, seed: int = 0, progress: bool = True) -> list[dict]:
     """Train both models (checkpoints in `out_dir`/standard and `out_dir`/asteroid, one per stage)
-    and write a parity plot; return the table rows."""
+    and write a figure (parity plots and learning curves); return the table rows."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     accurate, cheap, test = load_demo("ethanol_b3lyp"), load_demo("ethanol_gfn2-xtb"), load_demo("ethanol_test_b3lyp")
@@ -56,7 +57,7 @@ def run_quickstart(out_dir="quickstart", epochs: int = 60, pretrain_epochs: int 
     tuned, _ = run_stages(asteroid, Splits(train_ast, val, cheap_train, cheap_val), progress)
     rows.append(_row(f"asteroid (gamma {gamma_eV_per_A} eV/Å)", tuned, test, 200, len(cheap_train),
                      time.perf_counter() - start))
-    _plot(baseline, tuned, test, out / "parity.png")
+    _plot(baseline, tuned, test, out, out / "parity.png")
     return rows
 
 
@@ -68,7 +69,8 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _plot(baseline, tuned, test, path: Path) -> None:
+def _plot(baseline, tuned, test, out: Path, path: Path) -> None:
+    """Parity plots of both models on the test set, and the learning curves of every stage."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -78,14 +80,27 @@ def _plot(baseline, tuned, test, path: Path) -> None:
 
     batch = batch_configurations(test, baseline.cutoff).to(dtype=baseline.dtype)
     reference = batch.forces.numpy().ravel()
-    fig, axes = plt.subplots(1, 2, figsize=(8, 4), sharey=True)
+    fig, axes = plt.subplots(1, 3, figsize=(12, 4))
     for ax, (name, model) in zip(axes, (("standard", baseline), ("ASTEROID", tuned))):
         predicted = model(batch)["forces"].detach().numpy().ravel()
         ax.plot(reference, predicted, ".", markersize=2, alpha=0.5)
         ax.plot([reference.min(), reference.max()], [reference.min(), reference.max()], "k-", linewidth=0.8)
         ax.set_title(f"{name}: MAE {1000 * np.mean(np.abs(predicted - reference)):.0f} meV/Å")
         ax.set_xlabel("B3LYP force component (eV/Å)")
-    axes[0].set_ylabel("predicted (eV/Å)")
+        ax.set_ylabel("predicted (eV/Å)")
+    curves = axes[2]
+    for run, stages in (("standard", ["standard"]), ("asteroid", ["bias_identification", "pretrained", "fine_tuned"])):
+        for stage in stages:
+            log = out / run / f"{stage}_epochs.json"
+            if log.exists():
+                history = json.loads(log.read_text())
+                label = f"{run}: {stage}" + (" (cheap val)" if stage == "pretrained" else "")
+                curves.plot([h["epoch"] for h in history], [1000 * h["force_mae_eV_per_A"] for h in history],
+                            label=label)
+    curves.set_yscale("log")
+    curves.set_xlabel("epoch")
+    curves.set_ylabel("validation force MAE (meV/Å)")
+    curves.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
