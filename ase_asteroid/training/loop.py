@@ -41,7 +41,7 @@ class FitConfig:
     (epochs without improvement before stopping; 0 = never); objective: "labels" (the
     energy/force loss) or "score_matching" (losses.score_matching_loss on the configurations'
     geometries at temperature_K, labels unused); force_grad: how the force loss's parameter
-    gradient is taken (double_backprop | central_difference with step force_grad_epsilon Å,
+    gradient is taken (double_backprop | central_difference with step force_grad_epsilon_A Å,
     0 = the paper's 1e-5 in float64 and 1e-3 in float32 | forward_mode; see
     force_gradients.py); seed (shuffling, projections)."""
 
@@ -61,7 +61,7 @@ class FitConfig:
     early_stopping_patience: int = 0
     objective: str = "labels"
     force_grad: str = "double_backprop"
-    force_grad_epsilon: float = 0.0
+    force_grad_epsilon_A: float = 0.0
     temperature_K: float = 0.0
     seed: int = 0
 
@@ -87,8 +87,8 @@ class FitConfig:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if self.force_grad not in FORCE_GRADIENTS:
             raise ValueError(f"force_grad must be one of {FORCE_GRADIENTS}, got {self.force_grad!r}")
-        if not self.force_grad_epsilon >= 0:
-            raise ValueError(f"force_grad_epsilon must not be negative (Å), got {self.force_grad_epsilon}")
+        if not self.force_grad_epsilon_A >= 0:
+            raise ValueError(f"force_grad_epsilon_A must not be negative (Å), got {self.force_grad_epsilon_A}")
         if self.objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
         if self.objective == "score_matching" and not self.temperature_K > 0:
@@ -201,7 +201,7 @@ def fit(model: ForceField, train: Dataset, val: Dataset, config: FitConfig = Fit
             return loss.detach()
         return loss_and_backward(model, batch, config.rho, config.loss, config.force_grad, epsilon)
 
-    epsilon = config.force_grad_epsilon or default_epsilon(model.dtype)
+    epsilon = config.force_grad_epsilon_A or default_epsilon(model.dtype)
 
     state = {"epoch": 0, "best": float("inf"), "best_state": copy.deepcopy(model.state_dict()), "history": []}
     if state_path is not None and Path(state_path).exists():
