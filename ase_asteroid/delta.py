@@ -19,13 +19,9 @@ def subtract_baseline(data: Dataset, method: str, progress: bool = False) -> tup
     baseline's cost in seconds per structure."""
     from tqdm import tqdm
 
-    from .labels import get_labeler
-
-    labeler, start, configs = get_labeler(method), time.perf_counter(), []
+    baseline, start, configs = BaselineAdder(method), time.perf_counter(), []
     for c in tqdm(data, desc=f"{method} baseline", unit="structure", disable=not progress):
-        atoms = c.to_atoms()
-        labeler.prepare(atoms)
-        energy, forces = labeler.label(atoms)
+        energy, forces = baseline(c.to_atoms())
         configs.append(c.with_(energy=None if c.energy is None else c.energy - energy,
                                forces=None if c.forces is None else c.forces - forces))
     seconds = (time.perf_counter() - start) / max(len(data), 1)
@@ -33,7 +29,8 @@ def subtract_baseline(data: Dataset, method: str, progress: bool = False) -> tup
 
 
 class BaselineAdder:
-    """Adds the baseline's energy and forces to a Δ-model's prediction for one structure."""
+    """The baseline's (energy eV, forces eV/Å) of one structure: what a Δ-model's prediction
+    is added to, and what its training targets are corrected by."""
 
     def __init__(self, method: str) -> None:
         from .labels import get_labeler
