@@ -53,7 +53,10 @@ def test_bias_and_weights_on_a_known_offset(xtb_data):
     cheap = Dataset([c.with_(forces=p + s * o) for c, p, s, o in zip(configs, predicted, signs, offsets)])
     bias = force_bias(model, cheap)
     assert np.allclose(bias, offsets, atol=1e-9)
-    assert np.allclose(bias_weights(bias, 0.2), np.exp(-offsets / 0.2))
+    weights = bias_weights(bias, 0.2)
+    assert np.allclose(weights, np.exp(-offsets / 0.2) / np.exp(-offsets / 0.2).mean())
+    assert np.isclose(weights.mean(), 1.0) and np.isclose(weights[0] / weights[5], np.exp(0.5 / 0.2))
+    assert np.allclose(bias_weights(bias, float("inf")), 1.0)
     with pytest.raises(ValueError, match="gamma must be positive"):
         bias_weights(bias, 0.0)
 
