@@ -68,6 +68,19 @@ def test_same_seed_same_weights_different_seed_different(xtb_data):
     assert not all(torch.equal(state_a[k], state_c[k]) for k in state_a)
 
 
+def test_egnn_message_layer_equals_its_definition_on_concatenated_features():
+    """The EGNN multiplies node terms before gathering them onto edges; the result must be
+    the definition m_ij = φ_e([h_i, h_j, radial_ij]) (float64, random features and edges)."""
+    from ase_asteroid.models.egnn import EGNNLayer
+    layer = EGNNLayer(channels=8, num_radial=5, avg_num_neighbors=3.0).double()
+    g = torch.Generator().manual_seed(0)
+    h, radial = torch.randn(6, 8, generator=g, dtype=torch.float64), torch.randn(14, 5, generator=g, dtype=torch.float64)
+    sender, receiver = torch.randint(0, 6, (2, 14), generator=g)
+    definition = layer.message[0](torch.cat([h[receiver], h[sender], radial], dim=-1))
+    first = layer._first_message_layer(h, sender, receiver, radial)
+    assert torch.allclose(layer.message[0][1:](first), definition, rtol=0, atol=1e-12)
+
+
 @pytest.mark.parametrize("values, message", [
     ({"name": "schnet", "species": [1]}, "unknown model 'schnet'"),
     ({"name": "mace", "species": [1], "chanels": 8}, r"unknown option\(s\).*chanels"),

@@ -59,9 +59,18 @@ class EGNNLayer(nn.Module):
 
     def forward(self, h, edge_index, radial, envelope):
         sender, receiver = edge_index
-        m = self.message(torch.cat([h[receiver], h[sender], radial], dim=-1)) * envelope
+        m = self.message[1](self.message[0][1:](self._first_message_layer(h, sender, receiver, radial))) * envelope
         aggregated = torch.zeros_like(h).index_add(0, receiver, m) / self.norm
         return h + self.update(torch.cat([h, aggregated], dim=-1))
+
+    def _first_message_layer(self, h, sender, receiver, radial):
+        """φ_e's first linear layer on [h_i, h_j, radial_ij], with the node terms multiplied
+        before they are gathered onto the edges: W·[h_i, h_j, r] = W_i h_i + W_j h_j + W_r r.
+        Same weights, same result; with ~20 edges per atom it is most of the layer's work saved."""
+        first, c = self.message[0][0], h.shape[-1]
+        w_receiver, w_sender, w_radial = first.weight.split([c, c, first.in_features - 2 * c], dim=1)
+        return ((h @ w_receiver.T)[receiver] + (h @ w_sender.T)[sender]
+                + nn.functional.linear(radial, w_radial, first.bias))
 
 
 class EGNNForceField(ForceField):
