@@ -69,7 +69,7 @@ class EGNNLayer(nn.Module):
         Same weights, same result; with ~20 edges per atom it is most of the layer's work saved."""
         first, c = self.message[0][0], h.shape[-1]
         w_receiver, w_sender, w_radial = first.weight.split([c, c, first.in_features - 2 * c], dim=1)
-        return ((h @ w_receiver.T)[receiver] + (h @ w_sender.T)[sender]
+        return ((h @ w_receiver.T).index_select(0, receiver) + (h @ w_sender.T).index_select(0, sender)
                 + nn.functional.linear(radial, w_radial, first.bias))
 
 
@@ -91,7 +91,7 @@ class EGNNForceField(ForceField):
     def node_energies(self, batch: Batch, positions: torch.Tensor,
                       species: torch.Tensor) -> torch.Tensor:
         sender, receiver = batch.edge_index
-        lengths = (positions[receiver] - positions[sender] + batch.shifts).norm(dim=-1, keepdim=True)
+        lengths = (positions.index_select(0, receiver) - positions.index_select(0, sender) + batch.shifts).norm(dim=-1, keepdim=True)
         radial, envelope = self.radial(lengths), self.envelope(lengths)
         h = self.embedding(species)
         for layer in self.layers:
