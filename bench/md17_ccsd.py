@@ -164,14 +164,9 @@ def table(rows: list[dict], args) -> str:
         gamma = r.get("gamma_search", {}).get("chosen_gamma_eV_per_A", "-")
         # a "standard, 200" row is stage 1 of the first asteroid run; its time is counted there
         minutes = "(in asteroid)" if r["method"] == "standard" and r["accurate"] == 200 else f"{r['seconds'] / 60:.1f}"
-        method = r["method"] + (" †" if r.get("weights") == "unnormalised" else "")
-        lines.append(f"| {r['molecule']} | {r['backend']} | {method} | {r['accurate']} | {r['cheap']} | "
+        lines.append(f"| {r['molecule']} | {r['backend']} | {r['method']} | {r['accurate']} | {r['cheap']} | "
                      f"{r['force_mae_kcal_per_mol_A']:.3f} ({r['force_mae_meV_per_A']:.1f}) | {ratio} | "
                      f"{r['energy_mae_meV']:.1f} | {gamma} | {minutes} |")
-    if any(r.get("weights") == "unnormalised" for r in rows):
-        lines += ["", "† run before the weights were normalised to mean 1 (w = exp(−B/γ) as it stands); on the "
-                  "EGNN rows rerun since, normalising changed the force MAE by −0.12 to +0.06 kcal/mol/Å, "
-                  "the run-to-run spread."]
     lines += ["", "Paper (Bukharin et al. 2023, Table 3, GemNet, ASTEROID with 200 CCSD(T) + DFT), kcal/mol/Å: " +
               ", ".join(f"{k} {v}" for k, v in PAPER_ASTEROID.items()) + ".",
               "Anchors measured on this machine with existing tools (ethanol, same protocol), kcal/mol/Å: " +
