@@ -94,8 +94,8 @@ def run_one(spec: dict, data: dict, args) -> list[dict]:
     cheap_perm = np.random.default_rng(0).permutation(len(data["pool"]))
     cheap, cheap_val = data["pool"].subset(cheap_perm[:n]), data["pool"].subset(cheap_perm[-100:])
     pretrain_epochs = max(1, round(args.pretrain_visits / max(n, 1)))
-    fit = FitConfig(epochs=args.epochs, lr=args.lr, rho=args.rho, ema_decay=args.ema, seed=0)
-    pretrain = FitConfig(epochs=pretrain_epochs, lr=args.lr, rho=args.rho, ema_decay=args.ema, seed=0)
+    fit = FitConfig(epochs=args.epochs, lr=args.lr, rho=args.rho, ema_decay=args.ema, seed=args.seed)
+    pretrain = FitConfig(epochs=pretrain_epochs, lr=args.lr, rho=args.rho, ema_decay=args.ema, seed=args.seed)
     out = args.results.parent / "runs" / "_".join(str(v) for v in spec.values())
     method, more = spec["method"], ()
     if method.startswith("multi_head"):  # one joint stage, as many configuration visits as the others' stages
@@ -106,7 +106,7 @@ def run_one(spec: dict, data: dict, args) -> list[dict]:
         method = "multi_head"
     config = TrainConfig(method=method, accurate=DataSpec(ACCURATE[spec["molecule"]]), model=model,
                          dtype=dtype, cheap=DataSpec("rMD17") if n else None, gamma_eV_per_A=list(args.gammas),
-                         temperature_K=SM_TEMPERATURE_K, fit=fit, pretrain_fit=pretrain, out=str(out),
+                         temperature_K=SM_TEMPERATURE_K, fit=fit, pretrain_fit=pretrain, out=str(out), seed=args.seed,
                          accurate_repeats=4 if method == "multi_head" else 1)
     train = data["train250"] if spec["accurate"] == 250 else data["train200"]
     shared_bias = args.results.parent / "runs" / f"{spec['molecule']}_{spec['backend']}_bias_identification.ckpt"
@@ -114,7 +114,7 @@ def run_one(spec: dict, data: dict, args) -> list[dict]:
         out.mkdir(parents=True, exist_ok=True)
         shutil.copy(shared_bias, out / "bias_identification.ckpt")
     start = time.perf_counter()
-    torch.manual_seed(0)
+    torch.manual_seed(args.seed)
     final, paths = run_stages(config, Splits(train, data["val"], cheap if n else None, cheap_val if n else None, more),
                               progress=args.progress, resume=True)
     seconds = time.perf_counter() - start
@@ -188,6 +188,7 @@ def main(argv=None) -> int:
     parser.add_argument("--pretrain-visits", type=int, default=40000,
                         help="configurations seen in pre-training (epochs = this / N)")
     parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--seed", type=int, default=0, help="model initialisation and batch order (not the data splits)")
     parser.add_argument("--rho", type=float, default=0.01, help="energy weight ρ of the loss (Eq. 1)")
     parser.add_argument("--ema", type=float, default=0.99)
     parser.add_argument("--threads", type=int, default=1)
