@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 from docs_section import report
 
-DEFAULT_STEP_SIZES_FS = (0.25, 0.5, 1.0, 2.0, 3.0)  # asteroid-md stability's default sweep
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "md17" / "aspirin_ccsd-test.npz"
 
 
@@ -37,9 +36,9 @@ def aspirin():
     return atoms_from_rdkit(rdkit_molecule(smiles="CC(=O)OC1=CC=CC=C1C(=O)O"))
 
 
-def measure(backend: str, replicas: int, steps: int, rounds: int) -> dict:
+def measure(backend: str, replicas: int, steps: int, rounds: int, sweep_fs: tuple[float, ...]) -> dict:
     """Run-steps per second of the serial path, the batched replicas and the batched sweep
-    (every default step size x the replicas), alternated over `rounds` so that the paths
+    (every step size of `sweep_fs` x the replicas), alternated over `rounds` so that the paths
     see the same machine load; medians, and the range of the speed-ups."""
     import torch
     from ase_asteroid import AsteroidCalculator
@@ -78,12 +77,12 @@ def measure(backend: str, replicas: int, steps: int, rounds: int) -> dict:
     for _ in range(rounds):
         rates["serial"].append(serial())
         rates["batched"].append(batched())
-        rates["sweep"].append(batched(DEFAULT_STEP_SIZES_FS))
+        rates["sweep"].append(batched(sweep_fs))
     speedups = [b / s for b, s in zip(rates["batched"], rates["serial"])]
     return {"backend": backend, **{k: float(np.median(v)) for k, v in rates.items()},
             "speedup": float(np.median(speedups)), "speedup_range": (min(speedups), max(speedups)),
             "sweep_speedup": float(np.median([b / s for b, s in zip(rates["sweep"], rates["serial"])])),
-            "sweep_runs": len(DEFAULT_STEP_SIZES_FS) * replicas,
+            "sweep_runs": len(sweep_fs) * replicas,
             "peak_rss_MB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
@@ -97,19 +96,21 @@ def main(argv=None) -> int:
     parser.add_argument("--write", type=Path)
     args = parser.parse_args(argv)
     import torch
+    from simulations.stability import SweepConfig
+    sweep_fs = SweepConfig.step_sizes_fs  # asteroid-md stability's default sweep
     if args.threads:
         torch.set_num_threads(args.threads)
     lines = [f"Aspirin, {args.replicas} replicas x {args.steps} steps at 500 K, float32, "
              f"{torch.get_num_threads()} threads; untrained default models. Medians of {args.rounds} rounds that "
              "alternate the paths (range of the speed-up over the rounds in brackets). Sweep: the default "
-             f"{len(DEFAULT_STEP_SIZES_FS)} step sizes x {args.replicas} replicas in one batch, as "
+             f"{len(sweep_fs)} step sizes x {args.replicas} replicas in one batch, as "
              "`asteroid-md stability` runs them. The full default sweep (1 ps: 4000 steps at 0.25 fs) "
              "takes at most 4000 sweep steps (runs that finish or diverge drop out of the batch).", "",
              "| model | serial ASE (run-steps/s) | batched replicas (run-steps/s) | speed-up | "
              "sweep batch (run-steps/s) | sweep speed-up | full default sweep, upper bound | peak RSS MB |",
              "|---|---|---|---|---|---|---|---|"]
     for backend in args.backends:
-        r = measure(backend, args.replicas, args.steps, args.rounds)
+        r = measure(backend, args.replicas, args.steps, args.rounds, sweep_fs)
         print(r, flush=True)
         bound_h = 4000 * r["sweep_runs"] / r["sweep"] / 3600
         low, high = r["speedup_range"]

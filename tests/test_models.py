@@ -76,9 +76,8 @@ def test_egnn_message_layer_equals_its_definition_on_concatenated_features():
     g = torch.Generator().manual_seed(0)
     h, radial = torch.randn(6, 8, generator=g, dtype=torch.float64), torch.randn(14, 5, generator=g, dtype=torch.float64)
     sender, receiver = torch.randint(0, 6, (2, 14), generator=g)
-    definition = layer.message[0](torch.cat([h[receiver], h[sender], radial], dim=-1))
-    first = layer._first_message_layer(h, sender, receiver, radial)
-    assert torch.allclose(layer.message[0][1:](first), definition, rtol=0, atol=1e-12)
+    definition = layer.message(torch.cat([h[receiver], h[sender], radial], dim=-1))
+    assert torch.allclose(layer.edge_messages(h, sender, receiver, radial), definition, rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("values, message", [
