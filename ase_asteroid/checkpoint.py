@@ -71,8 +71,38 @@ def save_checkpoint(model: ForceField, path, data_hashes: dict[str, str] | None 
     """Write `model` to `path` atomically; returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
-    meta = {_METADATA_KEY: json.dumps(checkpoint_metadata(model, data_hashes))}
+    _write_atomically(path, model.state_dict(), checkpoint_metadata(model, data_hashes))
+    return path
+
+
+_STATE_FORMAT = "ase_asteroid.training_state"
+
+
+def save_training_state(path, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    """Write a training loop's state for resuming (tensors + JSON metadata, no pickle) atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomically(path, tensors, {"format": _STATE_FORMAT, **meta})
+
+
+def load_training_state(path) -> tuple[dict[str, torch.Tensor], dict]:
+    """Read what save_training_state wrote; nothing in the file is executed."""
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as handle:
+            meta = json.loads((handle.metadata() or {}).get(_METADATA_KEY, "null"))
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as error:
+        raise CheckpointError(f"{path}: not a readable training state ({error}); delete it to start over") from error
+    if not isinstance(meta, dict) or meta.get("format") != _STATE_FORMAT:
+        raise CheckpointError(f"{path}: not an ase_asteroid training state; delete it to start over")
+    return tensors, meta
+
+
+def _write_atomically(path: Path, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
+    meta = {_METADATA_KEY: json.dumps(meta)}
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(handle)
     try:
@@ -81,7 +111,6 @@ def save_checkpoint(model: ForceField, path, data_hashes: dict[str, str] | None 
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)
-    return path
 
 
 def read_metadata(path) -> dict:

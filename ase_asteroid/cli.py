@@ -74,7 +74,7 @@ def data_label(args) -> str:
 
 
 def _add_quickstart_parser(commands) -> None:
-    quick = commands.add_parser("quickstart", help="standard vs ASTEROID training at equal cost on the demo data")
+    quick = commands.add_parser("quickstart", help="standard vs ASTEROID vs no-weights training at equal cost on the demo data")
     quick.add_argument("--out", default="quickstart", help="folder for checkpoints and the parity plot")
     quick.add_argument("--epochs", type=int, default=60, help="epochs on the accurate data (each stage)")
     quick.add_argument("--pretrain-epochs", type=int, default=8, help="epochs of bias-aware pre-training")

@@ -149,7 +149,8 @@ def training_runs(epochs: int) -> str:
     import torch
 
     from ase_asteroid.data import read_dataset
-    from ase_asteroid.training import FitConfig, fit
+    from ase_asteroid.training import fit
+    from ase_asteroid.training.recipes import recipe
     from ase_asteroid.training.loop import errors
 
     data = read_dataset(DATA)
@@ -159,7 +160,7 @@ def training_runs(epochs: int) -> str:
         torch.manual_seed(0)
         model = _model("egnn", train, torch.float64)
         start = time.perf_counter()
-        model, record = fit(model, train, val, FitConfig(epochs=epochs, lr=2e-3, force_grad=method), progress=False)
+        model, record = fit(model, train, val, recipe("egnn", "scratch", {"epochs": epochs, "force_grad": method}), progress=False)
         lines.append(f"| {method} | {1e3 * errors(model, val)['force_mae_eV_per_A']:.2f} | "
                      f"{time.perf_counter() - start:.0f} |")
         print(lines[-1], file=sys.stderr, flush=True)
@@ -184,7 +185,7 @@ def main(argv=None) -> int:
         steps_table(measure_steps(args.backends, args.batch_sizes)),
         f"ε curve (20 test configurations; figure `docs/figures/{FIGURE.name}`):",
         epsilon_curve(args.checkpoint),
-        f"Training, {args.epochs} epochs, batch 10, lr 2e-3, EMA 0.99, same seed:",
+        f"Training, {args.epochs} epochs, the EGNN's default recipe, same seed:",
         training_runs(args.epochs)])
     command = "python bench/force_gradients.py " + " ".join(argv if argv is not None else sys.argv[1:])
     report(text, "force-gradients", command, args.write)

@@ -23,7 +23,6 @@ of the largest N with labels removed, 500 K, the temperature of the MD17 traject
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
 import json
 import resource
 import shutil
@@ -33,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 from docs_section import report
 
 from ase_asteroid.checkpoint import load_checkpoint
@@ -40,7 +40,6 @@ from ase_asteroid.data import Dataset, read_dataset
 from ase_asteroid.data.tools import duplicate_indices, leaking_indices
 from ase_asteroid.evaluation import evaluate
 from ase_asteroid.training.config import DataSpec, TrainConfig
-from ase_asteroid.training.loop import FitConfig
 from ase_asteroid.training.pipeline import Splits, run_stages
 
 ACCURATE = {"ethanol": "ethanol_ccsd_t-train.npz", "malonaldehyde": "malonaldehyde_ccsd_t-train.npz",
@@ -94,12 +93,12 @@ def run_one(spec: dict, data: dict, args) -> list[dict]:
     cheap_perm = np.random.default_rng(0).permutation(len(data["pool"]))
     cheap, cheap_val = data["pool"].subset(cheap_perm[:n]), data["pool"].subset(cheap_perm[-100:])
     pretrain_epochs = max(1, round(args.pretrain_visits / max(n, 1)))
-    fit = FitConfig(epochs=args.epochs, lr=args.lr, rho=args.rho, ema_decay=args.ema, seed=args.seed)
-    pretrain = FitConfig(epochs=pretrain_epochs, lr=args.lr, rho=args.rho, ema_decay=args.ema, seed=args.seed)
+    fit = {**args.fit, "epochs": args.epochs, "seed": args.seed}
+    pretrain = {**args.fit, "epochs": pretrain_epochs, "seed": args.seed}
     out = args.results.parent / "runs" / "_".join(str(v) for v in spec.values())
     method, more = spec["method"], ()
     if method.startswith("multi_head"):  # one joint stage, as many configuration visits as the others' stages
-        fit = replace(fit, epochs=max(1, round((args.pretrain_visits + args.epochs * 200) / (n + 4 * 200))))
+        fit = {**fit, "epochs": max(1, round((args.pretrain_visits + args.epochs * 200) / (n + 4 * 200)))}
         if method == "multi_head3":  # a third fidelity: the original MD17 labels (PBE+vdW-TS), other geometries
             old = cheap_pool(args.data_dir, spec["molecule"], None, data["cache"], labels="old")
             more = (old.subset(cheap_perm[n:2 * n]),)
@@ -151,8 +150,8 @@ def planned(args) -> list[dict]:
 
 def table(rows: list[dict], args) -> str:
     lines = [f"Force MAE on the test set, kcal/mol/Å (meV/Å); energy MAE meV. Accurate stages {args.epochs} epochs, "
-             f"pre-training {args.pretrain_visits} configuration visits (epochs = visits / N), lr {args.lr}, ρ {args.rho}, "
-             f"EMA {args.ema}, batch 10, float32, γ grid {list(args.gammas)} eV/Å (chosen by validation after "
+             f"pre-training {args.pretrain_visits} configuration visits (epochs = visits / N), the models' default "
+             f"recipes (docs/training.md){' with ' + str(args.fit) if args.fit else ''}, float32, γ grid {list(args.gammas)} eV/Å (chosen by validation after "
              f"fine-tuning). Models: {', '.join(f'{k} {v[0]}' for k, v in MODELS.items())}. Wall time on this "
              "2-core machine, one thread per run.", "",
              "| molecule | model | method | accurate | cheap | force MAE kcal/mol/Å (meV/Å) | vs standard | "
@@ -174,6 +173,13 @@ def table(rows: list[dict], args) -> str:
     return "\n".join(lines)
 
 
+def _key_value(item: str) -> tuple[str, object]:
+    key, sep, value = item.partition("=")
+    if not sep:
+        raise SystemExit(f"--fit: expected KEY=VALUE, got {item!r}")
+    return key, yaml.safe_load(value)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/md17")
@@ -187,16 +193,16 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=int, default=200, help="epochs of each accurate-data stage")
     parser.add_argument("--pretrain-visits", type=int, default=40000,
                         help="configurations seen in pre-training (epochs = this / N)")
-    parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--seed", type=int, default=0, help="model initialisation and batch order (not the data splits)")
-    parser.add_argument("--rho", type=float, default=0.01, help="energy weight ρ of the loss (Eq. 1)")
-    parser.add_argument("--ema", type=float, default=0.99)
+    parser.add_argument("--fit", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="override recipe keys in every stage, e.g. rho=0.1 (values read as YAML)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--results", type=Path, default=Path("bench_results/md17_ccsd.jsonl"))
     parser.add_argument("--write", type=Path, help="update this markdown file's MD17@CCSD section")
     parser.add_argument("--table-only", action="store_true", help="only render the table of the results file")
     parser.add_argument("--progress", action="store_true")
     args = parser.parse_args(argv)
+    args.fit = dict(_key_value(item) for item in args.fit)
     torch.set_num_threads(args.threads)
     args.results.parent.mkdir(parents=True, exist_ok=True)
     done = [json.loads(line) for line in args.results.read_text().splitlines()] if args.results.exists() else []

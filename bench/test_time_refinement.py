@@ -29,7 +29,8 @@ from ase_asteroid.evaluation import evaluate
 from ase_asteroid.refinement.refine import refine_model
 from ase_asteroid.refinement.ttt import TTTSettings
 from ase_asteroid.training.config import DataSpec, TrainConfig
-from ase_asteroid.training.loop import FitConfig, fit
+from ase_asteroid.training.loop import fit
+from ase_asteroid.training.recipes import recipe
 from ase_asteroid.training.pipeline import Splits, run_stages
 
 TRAIN = ("aspirin", "benzene", "uracil")
@@ -47,7 +48,7 @@ def train_model(args, out: Path):
     val = Dataset([c for m in TRAIN for c in load(args.data_dir, m, "train", 30, offset=args.train_per_molecule)])
     config = TrainConfig(method="standard", accurate=DataSpec("rMD17 " + "+".join(TRAIN)), model={"name": "egnn"},
                          prior="lj", prior_weight=args.prior_weight,
-                         fit=FitConfig(epochs=args.epochs, lr=2e-3), out=str(out))
+                         fit={"epochs": args.epochs}, out=str(out))
     start = time.perf_counter()
     model, paths = run_stages(config, Splits(train, val), progress=args.progress, resume=True)
     return model, time.perf_counter() - start
@@ -123,7 +124,7 @@ def fine_tuning(model, args, ttt: TTTSettings) -> str:
         for refine in (None, "ttt"):
             start, _ = refine_model(model, list(test) + list(pool.subset(range(n))), refine, ttt)
             tuned, _ = fit(_copy(start), pool.subset(range(n)), pool.subset(range(150, 200)),
-                           FitConfig(epochs=args.finetune_epochs, lr=1e-3, batch_size=min(10, n)), progress=False)
+                           recipe("egnn", "finetune", {"epochs": args.finetune_epochs, "batch_size": min(10, n)}), progress=False)
             lines.append(f"| {n} | {'model after TTT' if refine else 'model'} | "
                          f"{evaluate(tuned, test)['force_mae_meV_per_A']:.1f} |")
             print(lines[-1], file=sys.stderr, flush=True)

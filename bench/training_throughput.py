@@ -57,7 +57,7 @@ def run_mace(molecule: str, train: Path, valid: Path, epochs: int, dtype: str, f
                "--batch_size", "10", "--valid_batch_size", "50", "--max_num_epochs", str(epochs),
                "--device", "cpu", "--default_dtype", dtype, "--energy_key", "REF_energy", "--forces_key",
                "REF_forces", "--eval_interval", "1", "--seed", "0", "--work_dir", str(folder),
-               "--lr", "0.001", "--scheduler_patience", "10"]
+               "--lr", "0.01", "--ema", "--ema_decay", "0.99"]
     start = time.perf_counter()
     subprocess.run(command, check=True, capture_output=True, cwd=folder)
     return time.perf_counter() - start
@@ -75,13 +75,14 @@ def ours_in_process(molecule: str, epochs: int, dtype: str) -> None:
 
     from ase_asteroid.data import read_dataset
     from ase_asteroid.models import MACEConfig
-    from ase_asteroid.training.loop import FitConfig, fit
+    from ase_asteroid.training.loop import fit
+    from ase_asteroid.training.recipes import recipe
     from ase_asteroid.training.stages import new_model
 
     data = read_dataset(DATA / FILES[molecule])
     train, val = data.subset(range(250)), data.subset(range(250, 300))
     model = new_model(MACEConfig(species=data.species), train, dtype=getattr(torch, dtype))
-    fit(model, train, val, FitConfig(epochs=epochs, batch_size=10, lr=1e-3), progress=False)
+    fit(model, train, val, recipe("mace", "scratch", {"epochs": epochs, "batch_size": 10}), progress=False)
 
 
 def main(argv=None) -> int:

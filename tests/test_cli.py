@@ -81,5 +81,7 @@ def test_quickstart_runs_end_to_end(tmp_path, capsys):
                      "--cost-ratio", "2"]) == 0
     text = capsys.readouterr().out
     assert "| standard | 250 | 0 |" in text and "| asteroid (gamma 0.05 eV/Å) | 200 | 100 |" in text
-    for name in ("standard/standard.ckpt", "asteroid/fine_tuned.ckpt", "parity.png"):
+    assert "| pre-train + fine-tune, no bias weights | 200 | 100 |" in text
+    for name in ("standard/standard.ckpt", "asteroid/fine_tuned.ckpt", "pretrain_finetune/fine_tuned.ckpt",
+                 "parity.png"):
         assert (out / name).stat().st_size > 0

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from ase_asteroid import cli, load_checkpoint
-from ase_asteroid.checkpoint import read_metadata
+from ase_asteroid.checkpoint import load_training_state, read_metadata
 from ase_asteroid.data import read_dataset
 from ase_asteroid.training.config import DataSpec, load_config
 from ase_asteroid.training.pipeline import _split
@@ -72,7 +72,7 @@ def test_bad_config_names_the_key(tmp_path, change, message, capsys):
                                   "delta_demo.yaml", "joint_lj_demo.yaml"])
 def test_example_configs_are_valid(name):
     config = load_config(EXAMPLES / name)
-    assert config.accurate.path.startswith("demo:") and config.fit.epochs == 60
+    assert config.accurate.path.startswith("demo:") and config.fit_config("scratch").epochs == 60
 
 
 def test_validation_split_and_epoch_logs(tmp_path):
@@ -87,7 +87,7 @@ def test_validation_split_and_epoch_logs(tmp_path):
     cli.main(["train", "--config", str(small(tmp_path, "standard"))])
     epochs = json.loads((tmp_path / "out" / "standard_epochs.json").read_text())
     assert [e["epoch"] for e in epochs] == [1, 2] and "force_mae_eV_per_A" in epochs[0]
-    assert (tmp_path / "out" / "standard_epochs.csv").read_text().startswith("epoch,lr,train_loss,")
+    assert (tmp_path / "out" / "standard_epochs.csv").read_text().startswith("epoch,lr,rho,train_loss,")
 
 
 def test_delta_learning_adds_its_baseline_at_inference(tmp_path, capsys):
@@ -127,12 +127,12 @@ def test_resume_skips_finished_stages_and_gives_the_same_model(tmp_path, monkeyp
     monkeypatch.setattr(loop, "errors", interrupt_third_epoch)
     with pytest.raises(KeyboardInterrupt):
         cli.main(["train", "--config", config, "--out", str(tmp_path / "cut")])
-    assert torch.load(tmp_path / "cut" / "fine_tuned.state.pt", weights_only=False)["epoch"] == 1
+    assert load_training_state(tmp_path / "cut" / "fine_tuned.state.safetensors")[1]["epoch"] == 1
     monkeypatch.setattr(loop, "errors", original_errors)
     original_fit, fitted = pipeline.fit, []
     monkeypatch.setattr(pipeline, "fit", lambda *a, **k: fitted.append(k["state_path"].name) or original_fit(*a, **k))
     assert cli.main(["train", "--config", config, "--out", str(tmp_path / "cut"), "--resume"]) == 0
-    assert fitted == ["fine_tuned.state.pt"]
+    assert fitted == ["fine_tuned.state.safetensors"]
     whole = load_checkpoint(tmp_path / "whole" / "fine_tuned.ckpt").state_dict()
     resumed = load_checkpoint(tmp_path / "cut" / "fine_tuned.ckpt").state_dict()
     assert all(torch.equal(whole[k], resumed[k]) for k in whole)

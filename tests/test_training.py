@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from ase_asteroid.graph import batch_configurations
+from ase_asteroid.checkpoint import load_training_state, save_training_state
 from ase_asteroid.training import FitConfig, energy_force_loss, errors, fit
 from conftest import tiny_model
 
@@ -28,7 +29,8 @@ def test_fit_lowers_the_validation_error_and_keeps_the_best(xtb_data):
     model = tiny_model("egnn", xtb_data, dtype=torch.float32)
     train, val = xtb_data[:30], xtb_data[30:]
     before = errors(model, val)["force_mae_eV_per_A"]
-    model, record = fit(model, train, val, FitConfig(epochs=15, batch_size=5, lr=3e-3), progress=False)
+    model, record = fit(model, train, val, FitConfig(epochs=15, batch_size=5, stage_two_at=0),
+                        progress=False)
     after = errors(model, val)["force_mae_eV_per_A"]
     assert after < 0.7 * before
     assert after == pytest.approx(record["best_val_force_mae_eV_per_A"], rel=1e-5)
@@ -78,7 +80,7 @@ def test_fine_tuning_starts_from_the_pretrained_weights(xtb_data, lj_data, monke
     accurate, cheap = xtb_data[:12], lj_data[12:30]
     from dataclasses import asdict
     from ase_asteroid.training.config import DataSpec, TrainConfig
-    fit_config = FitConfig(epochs=2, batch_size=4)
+    fit_config = {"epochs": 2, "batch_size": 4}
     model = {k: v for k, v in asdict(TINY_CONFIGS["egnn"]).items() if k != "species"}
     config = TrainConfig("asteroid", DataSpec("unused"), model, cheap=DataSpec("unused"), gamma_eV_per_A=0.1,
                          fit=fit_config, pretrain_fit=fit_config, out=str(tmp_path))
@@ -102,8 +104,14 @@ def test_refit_removes_a_constant_energy_offset(xtb_data):
     assert before > 1.0 and abs(np.mean(energies - [c.energy for c in xtb_data])) < 1e-9
 
 
-RESUMABLE = FitConfig(epochs=4, batch_size=5, lr=3e-3, ema_decay=0.9, warmup_epochs=1, plateau_patience=1,
-                      plateau_factor=0.5, clip_grad_norm=1.0)
+# stage two from the third epoch: the crash below interrupts the run right across the switch
+RESUMABLE = FitConfig(epochs=4, batch_size=5, lr=3e-3, ema_decay=0.9, warmup_epochs=1, schedule="plateau",
+                      plateau_patience=1, plateau_factor=0.5, clip_grad_norm=1.0, stage_two_at=0.5,
+                      stage_two_rho=0.3, stage_two_lr=1e-3)
+
+
+def _without_times(history):
+    return [{k: v for k, v in h.items() if k != "elapsed_s"} for h in history]
 
 
 def test_resume_after_a_crash_matches_an_uninterrupted_run(xtb_data, monkeypatch, tmp_path):
@@ -119,14 +127,15 @@ def test_resume_after_a_crash_matches_an_uninterrupted_run(xtb_data, monkeypatch
         return original(*args, **kwargs)
 
     monkeypatch.setattr(loop, "errors", crash_in_third_epoch)
-    state = tmp_path / "fit.state.pt"
+    state = tmp_path / "fit.state.safetensors"
     with pytest.raises(KeyboardInterrupt):
         fit(tiny_model("egnn", xtb_data), train, val, RESUMABLE, progress=False, state_path=state)
-    assert torch.load(state, weights_only=False)["epoch"] == 2       # lost only the epoch in progress
+    assert load_training_state(state)[1]["epoch"] == 2       # lost only the epoch in progress
     monkeypatch.setattr(loop, "errors", original)
     resumed, resumed_record = fit(tiny_model("egnn", xtb_data), train, val, RESUMABLE, progress=False,
                                   state_path=state)
-    assert resumed_record["history"] == record["history"]
+    assert _without_times(resumed_record["history"]) == _without_times(record["history"])
+    assert [h["rho"] for h in record["history"]] == [0.01, 0.01, 0.3, 0.3]
     assert all(torch.equal(v, resumed.state_dict()[k]) for k, v in uninterrupted.state_dict().items())
     assert not state.exists()
     with pytest.raises(ValueError, match="different training config"):
@@ -134,17 +143,54 @@ def test_resume_after_a_crash_matches_an_uninterrupted_run(xtb_data, monkeypatch
 
 
 def _stale(path):
-    torch.save({"config": {"epochs": 1}}, path)
+    save_training_state(path, {"x": torch.zeros(1)}, {"config": {"epochs": 1}})
     return path
 
 
 def test_schedule_warms_up_then_halves_on_plateau():
     from ase_asteroid.training.loop import _Schedule
-    schedule = _Schedule(FitConfig(lr=1e-3, warmup_epochs=2, plateau_patience=2, plateau_factor=0.5), 5)
+    schedule = _Schedule(FitConfig(lr=1e-3, warmup_epochs=2, schedule="plateau", plateau_patience=2,
+                                   plateau_factor=0.5, stage_two_at=0), 5)
     assert [schedule.lr(s) for s in (0, 4, 9, 20)] == pytest.approx([1e-4, 5e-4, 1e-3, 1e-3])
     for improved in (True, False, False):
         schedule.end_epoch(improved)
     assert schedule.lr(20) == pytest.approx(5e-4)
+
+
+def test_cosine_schedule_decays_to_min_lr_and_stage_two_caps_the_rate():
+    from ase_asteroid.training.loop import _Schedule
+    config = FitConfig(epochs=10, lr=1e-2, min_lr=1e-4, schedule="cosine", stage_two_at=0.8, stage_two_lr=1e-3)
+    schedule = _Schedule(config, steps_per_epoch=4)
+    assert schedule.lr(0) == pytest.approx(1e-2)
+    assert schedule.lr(20) == pytest.approx(1e-4 + (1e-2 - 1e-4) * 0.5)          # half way: the mean
+    assert schedule.lr(28) == pytest.approx(1e-4 + (1e-2 - 1e-4) * 0.5 * (1 + np.cos(0.7 * np.pi)))
+    assert config.stage_two_epoch == 8 and schedule.lr(32) == pytest.approx(1e-3)   # capped in stage two
+    assert schedule.lr(39) < 1e-3 and schedule.lr(39) == pytest.approx(
+        1e-4 + (1e-2 - 1e-4) * 0.5 * (1 + np.cos(39 / 40 * np.pi)))                  # below the cap: decays
+    for improved in (False,) * 30:
+        schedule.end_epoch(improved)                                                  # no plateau rule
+    assert schedule.lr(0) == pytest.approx(1e-2)
+
+
+def test_stage_two_switches_the_energy_weight_at_its_epoch_and_keeps_its_own_best(xtb_data, monkeypatch):
+    from ase_asteroid.training import loop
+    seen = []
+    original = loop.loss_and_backward
+
+    def recording(model, batch, rho, *args, **kwargs):
+        seen.append(rho)
+        return original(model, batch, rho, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "loss_and_backward", recording)
+    config = FitConfig(epochs=5, batch_size=10, lr=3e-3, stage_two_at=0.6, stage_two_rho=0.7, stage_two_lr=5e-4)
+    model, record = fit(tiny_model("egnn", xtb_data), xtb_data[:20], xtb_data[20:30], config, progress=False)
+    assert config.stage_two_epoch == 3
+    assert seen == [0.01] * 6 + [0.7] * 4                     # 2 steps per epoch, the switch after epoch 3
+    history = record["history"]
+    assert [h["rho"] for h in history] == [0.01, 0.01, 0.01, 0.7, 0.7]
+    assert all(h["lr"] <= 5e-4 for h in history[3:]) and history[0]["lr"] > 5e-4
+    stage_two_best = min(h["force_mae_eV_per_A"] for h in history[3:])
+    assert record["best_val_force_mae_eV_per_A"] == stage_two_best   # chosen among stage-two epochs only
 
 
 def test_ema_keeps_a_running_average(xtb_data):

@@ -11,6 +11,7 @@ import torch
 import yaml
 
 from .loop import FitConfig
+from .recipes import recipe
 
 METHODS = ("standard", "asteroid", "pretrain_finetune", "cheap_only", "score_matching", "delta", "multi_head")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -46,7 +47,10 @@ class TrainConfig:
     configurations in every epoch (the sampling ratio); prior: "lj" (a Lennard-Jones prior
     fitted to the cheap data, or the accurate if there is none) or "lj-uff" (UFF parameters)
     trained jointly on an auxiliary head in every stage, its loss terms weighted by
-    prior_weight; it enables test-time training (refinement/ttt.py)."""
+    prior_weight; it enables test-time training (refinement/ttt.py).
+    fit / pretrain_fit: FitConfig keys that override the model's named recipe
+    (training/recipes.py) for the accurate-data stages (from scratch, fine-tuning) and the
+    pre-training stages; empty = the recipe as it is."""
 
     method: str
     accurate: DataSpec
@@ -64,12 +68,17 @@ class TrainConfig:
     accurate_repeats: int = 1
     prior: str = ""
     prior_weight: float = 0.1
-    fit: FitConfig = FitConfig()
-    pretrain_fit: FitConfig = FitConfig(epochs=8)
+    fit: dict = field(default_factory=dict)
+    pretrain_fit: dict = field(default_factory=dict)
     out: str = "train_out"
     seed: int = 0
 
     def __post_init__(self) -> None:
+        for key in ("fit", "pretrain_fit", "model"):
+            if not isinstance(getattr(self, key), dict):
+                raise ValueError(f"{key}: expected a mapping of keys to values, got {getattr(self, key)!r}")
+        for kind in ("scratch", "pretrain", "finetune"):
+            self.fit_config(kind)  # unknown keys and bad values fail here, naming the key
         if self.method not in METHODS:
             raise ValueError(f"method: must be one of {METHODS}, got {self.method!r}")
         if self.method not in ("standard", "delta") and self.cheap is None:
@@ -95,6 +104,12 @@ class TrainConfig:
         if self.cost_ratio and not (self.cost_ratio > 0 and self.accurate_budget > 0):
             raise ValueError("cost_ratio needs accurate_budget: the number of accurate labels the compared "
                              "standard model uses (e.g. 250)")
+
+    def fit_config(self, kind: str) -> FitConfig:
+        """The FitConfig of a stage of `kind` (scratch | pretrain | finetune): the model's
+        recipe with this config's fit (or, for pre-training, pretrain_fit) keys applied."""
+        overrides, where = (self.pretrain_fit, "pretrain_fit") if kind == "pretrain" else (self.fit, "fit")
+        return recipe(str(self.model.get("name", "egnn")), kind, overrides, where)
 
     @property
     def gammas(self) -> tuple[float, ...]:
@@ -128,7 +143,7 @@ def load_config(path) -> TrainConfig:
     if not isinstance(values, dict):
         raise ValueError(f"{path}: expected a mapping at the top level")
     values = dict(values)
-    for key, cls in (("accurate", DataSpec), ("cheap", DataSpec), ("fit", FitConfig), ("pretrain_fit", FitConfig)):
+    for key, cls in (("accurate", DataSpec), ("cheap", DataSpec)):
         if values.get(key) is not None:
             values[key] = _build(cls, values[key], f"{path}: {key}")
     values["more_cheap"] = [_build(DataSpec, v, f"{path}: more_cheap[{i}]")

@@ -1,8 +1,11 @@
 """The one training loop (``fit``) for every stage.
 
-Adam or AdamW on the weighted energy/force loss; a linear learning-rate warm-up, then the
-rate is multiplied by ``plateau_factor`` whenever the validation force MAE has not improved
-for ``plateau_patience`` epochs; gradient-norm clipping; an exponential moving average
+Adam or AdamW (optionally AMSGrad) on the weighted energy/force loss; a linear
+learning-rate warm-up, then either a cosine decay to ``min_lr`` over the run or a
+reduce-on-plateau rule (the rate is multiplied by ``plateau_factor`` whenever the
+validation force MAE has not improved for ``plateau_patience`` epochs); an optional stage
+two (as mace-torch's) from epoch ``round(stage_two_at x epochs)`` with the energy weight
+``stage_two_rho`` and the rate capped at ``stage_two_lr``; gradient-norm clipping; an exponential moving average
 (EMA) of the weights, which is what is validated and kept; the best-validation weights
 kept and early stopping; seeded shuffling; a progress bar with live errors; a per-epoch
 history. With ``state_path`` the whole loop state is written after every epoch, so that a
@@ -13,7 +16,9 @@ continues where it stopped, with the same result as an uninterrupted run.
 from __future__ import annotations
 
 import copy
+import math
 import os
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -21,6 +26,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..checkpoint import load_training_state, save_training_state
 from ..data import Dataset, fit_energy_references
 from ..graph import collate, graph_from_configuration
 from ..models import ForceField, predict_in_batches
@@ -29,15 +35,20 @@ from .force_gradients import default_epsilon, loss_and_backward
 from .losses import KINDS, score_matching_loss
 
 OPTIMIZERS = ("adam", "adamw")
+SCHEDULES = ("cosine", "plateau")
 OBJECTIVES = ("labels", "score_matching")
 
 
 @dataclass(frozen=True)
 class FitConfig:
-    """epochs; batch_size (configurations); lr; optimizer (adam | adamw) and weight_decay;
-    rho (energy weight, Eq. 1); loss kind (mse | mae | huber); warmup_epochs (linear ramp);
-    plateau_patience / plateau_factor / min_lr (reduce on plateau of the validation force
-    MAE); ema_decay (0 = no EMA); clip_grad_norm (0 = no clipping); early_stopping_patience
+    """epochs; batch_size (configurations); lr; optimizer (adam | adamw), amsgrad and
+    weight_decay; rho (energy weight, Eq. 1); loss kind (mse | mae | huber); warmup_epochs
+    (linear ramp); schedule: "cosine" (from lr down to min_lr over all epochs) or "plateau"
+    (plateau_patience / plateau_factor, down to min_lr, on the validation force MAE);
+    stage_two_at (fraction of the epochs after which stage two starts; 0 = no stage two),
+    stage_two_rho (its energy weight) and stage_two_lr (its rate cap; 0 = no cap): the best
+    weights are chosen among stage-two epochs only, since stage two trades a little force
+    error for energy error; ema_decay (0 = no EMA); clip_grad_norm (0 = no clipping); early_stopping_patience
     (epochs without improvement before stopping; 0 = never); objective: "labels" (the
     energy/force loss) or "score_matching" (losses.score_matching_loss on the configurations'
     geometries at temperature_K, labels unused); force_grad: how the force loss's parameter
@@ -47,15 +58,20 @@ class FitConfig:
 
     epochs: int = 100
     batch_size: int = 10
-    lr: float = 1e-3
+    lr: float = 0.01
     optimizer: str = "adam"
+    amsgrad: bool = True
     weight_decay: float = 0.0
     rho: float = 0.01
     loss: str = "mse"
     warmup_epochs: int = 0
+    schedule: str = "cosine"
     plateau_patience: int = 10
     plateau_factor: float = 0.5
     min_lr: float = 1e-5
+    stage_two_at: float = 0.75
+    stage_two_rho: float = 0.5
+    stage_two_lr: float = 1e-3
     ema_decay: float = 0.99
     clip_grad_norm: float = 10.0
     early_stopping_patience: int = 0
@@ -64,6 +80,14 @@ class FitConfig:
     force_grad_epsilon_A: float = 0.0
     temperature_K: float = 0.0
     seed: int = 0
+
+    @property
+    def stage_two_epoch(self) -> int | None:
+        """The first epoch (0-based) of stage two, or None without one."""
+        return round(self.stage_two_at * self.epochs) if self.stage_two_at else None
+
+    def in_stage_two(self, epoch: int) -> bool:
+        return self.stage_two_epoch is not None and epoch >= self.stage_two_epoch
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size"):
@@ -75,8 +99,13 @@ class FitConfig:
                 raise ValueError(f"{name} must not be negative, got {getattr(self, name)}")
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
-        if not 0 <= self.rho <= 1:
-            raise ValueError(f"rho must be in [0, 1], got {self.rho}")
+        for name in ("rho", "stage_two_rho", "stage_two_at"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if not self.stage_two_lr >= 0:
+            raise ValueError(f"stage_two_lr must not be negative, got {self.stage_two_lr}")
         if not 0 < self.plateau_factor <= 1:
             raise ValueError(f"plateau_factor must be in (0, 1], got {self.plateau_factor}")
         if not 0 <= self.ema_decay < 1:
@@ -156,28 +185,39 @@ class _EMA:
 
 
 class _Schedule:
-    """Learning rate = lr x warm-up ramp x plateau scale; the plateau scale halves (by
-    plateau_factor) after plateau_patience epochs without a new best, down to min_lr."""
+    """Learning rate = warm-up ramp x (cosine: min_lr + (lr - min_lr)(1 + cos(π t/T))/2 over
+    the T steps of the run; plateau: lr x plateau scale, at least min_lr, the scale
+    multiplied by plateau_factor after plateau_patience epochs without a new best), capped
+    at stage_two_lr in stage two."""
 
     def __init__(self, config: FitConfig, steps_per_epoch: int) -> None:
         self.config, self.steps_per_epoch = config, steps_per_epoch
         self.scale, self.bad_epochs = 1.0, 0
 
     def lr(self, step: int) -> float:
-        warmup_steps = self.config.warmup_epochs * self.steps_per_epoch
+        c = self.config
+        warmup_steps = c.warmup_epochs * self.steps_per_epoch
         ramp = min(1.0, (step + 1) / warmup_steps) if warmup_steps else 1.0
-        return max(self.config.lr * self.scale, self.config.min_lr) * ramp
+        if c.schedule == "cosine":
+            progress = step / (c.epochs * self.steps_per_epoch)
+            rate = c.min_lr + (c.lr - c.min_lr) * 0.5 * (1 + math.cos(math.pi * progress))
+        else:
+            rate = max(c.lr * self.scale, c.min_lr)
+        if c.stage_two_lr and c.in_stage_two(step // self.steps_per_epoch):
+            rate = min(rate, c.stage_two_lr)
+        return rate * ramp
 
     def end_epoch(self, improved: bool) -> None:
         self.bad_epochs = 0 if improved else self.bad_epochs + 1
-        if self.config.plateau_patience and self.bad_epochs >= self.config.plateau_patience:
+        if self.config.schedule == "plateau" and self.config.plateau_patience and \
+                self.bad_epochs >= self.config.plateau_patience:
             self.scale *= self.config.plateau_factor
             self.bad_epochs = 0
 
 
 def _optimizer(model: torch.nn.Module, config: FitConfig) -> torch.optim.Optimizer:
     cls = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
-    return cls(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    return cls(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, amsgrad=config.amsgrad)
 
 
 def fit(model: ForceField, train: Dataset, val: Dataset, config: FitConfig = FitConfig(),
@@ -194,12 +234,13 @@ def fit(model: ForceField, train: Dataset, val: Dataset, config: FitConfig = Fit
     ema = _EMA(model, config.ema_decay) if config.ema_decay else None
     rng, generator = np.random.default_rng(config.seed), torch.Generator().manual_seed(config.seed)
 
-    def loss_and_gradients(batch) -> torch.Tensor:
+    def loss_and_gradients(batch, epoch: int) -> torch.Tensor:
         if config.objective == "score_matching":
             loss = score_matching_loss(model, batch, config.temperature_K, generator)
             loss.backward()
             return loss.detach()
-        return loss_and_backward(model, batch, config.rho, config.loss, config.force_grad, epsilon)
+        rho = config.stage_two_rho if config.in_stage_two(epoch) else config.rho
+        return loss_and_backward(model, batch, rho, config.loss, config.force_grad, epsilon)
 
     epsilon = config.force_grad_epsilon_A or default_epsilon(model.dtype)
 
@@ -210,14 +251,16 @@ def fit(model: ForceField, train: Dataset, val: Dataset, config: FitConfig = Fit
                initial=state["epoch"], total=config.epochs)
     for epoch in bar:
         model.train()
-        losses = []
+        epoch_start, losses = time.perf_counter(), []
+        if epoch == config.stage_two_epoch:  # a new objective: the best is chosen among its epochs
+            state["best"] = float("inf")
         order = rng.permutation(len(graphs))
         for step, start in enumerate(range(0, len(order), config.batch_size)):
             for group in optimizer.param_groups:
                 group["lr"] = schedule.lr(epoch * steps_per_epoch + step)
             batch = collate([graphs[i] for i in order[start:start + config.batch_size]])
             optimizer.zero_grad()
-            loss = loss_and_gradients(batch)
+            loss = loss_and_gradients(batch, epoch)
             if config.clip_grad_norm:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad_norm)
             optimizer.step()
@@ -225,7 +268,9 @@ def fit(model: ForceField, train: Dataset, val: Dataset, config: FitConfig = Fit
                 ema.update(model)
             losses.append(float(loss.detach()))
         live = ema.swapped_into(model) if ema else None
-        metrics = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "train_loss": float(np.mean(losses)),
+        metrics = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
+                   "rho": config.stage_two_rho if config.in_stage_two(epoch) else config.rho,
+                   "train_loss": float(np.mean(losses)),
                    **errors(model, val)}
         improved = not metrics["force_mae_eV_per_A"] >= state["best"]  # NaN (unlabelled val): keep the latest
         if improved:
@@ -233,6 +278,8 @@ def fit(model: ForceField, train: Dataset, val: Dataset, config: FitConfig = Fit
         if live is not None:
             _EMA._copy(model, live)
         schedule.end_epoch(improved)
+        before = state["history"][-1]["elapsed_s"] if state["history"] else 0.0
+        metrics["elapsed_s"] = round(before + time.perf_counter() - epoch_start, 2)  # training + validation
         state["history"].append(metrics)
         state["epoch"] = epoch + 1
         if state_path is not None:
@@ -258,24 +305,47 @@ def _epochs_since_best(history: list[dict]) -> int:
 
 
 def _save_state(path, state, model, optimizer, schedule, ema, rngs, config) -> None:
-    tmp = Path(f"{path}.tmp")
-    torch.save({**state, "config": asdict(config), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "schedule": (schedule.scale, schedule.bad_epochs), "ema": (ema.shadow, ema.updates) if ema else None,
-                "rng": rngs[0].bit_generator.state, "generator": rngs[1].get_state()}, tmp)
-    os.replace(tmp, path)
+    """The loop state as tensors + JSON (checkpoint.save_training_state): nothing is pickled."""
+    optim = optimizer.state_dict()
+    tensors = {**_prefixed("model", model.state_dict()), **_prefixed("best", state["best_state"]),
+               **(_prefixed("ema", ema.shadow) if ema else {}), "generator": rngs[1].get_state()}
+    optim_meta = {}
+    for index, values in optim["state"].items():
+        for key, value in values.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optimizer/{index}/{key}"] = value
+            else:
+                optim_meta[f"{index}/{key}"] = value
+    save_training_state(path, tensors, {
+        "epoch": state["epoch"], "best": state["best"], "history": state["history"], "config": asdict(config),
+        "schedule": [schedule.scale, schedule.bad_epochs], "ema_updates": ema.updates if ema else None,
+        "rng": rngs[0].bit_generator.state, "param_groups": optim["param_groups"], "optimizer_values": optim_meta})
+
+
+def _prefixed(prefix: str, tensors: dict) -> dict:
+    return {f"{prefix}/{k}": v for k, v in tensors.items()}
+
+
+def _unprefixed(prefix: str, tensors: dict) -> dict:
+    return {k[len(prefix) + 1:]: v for k, v in tensors.items() if k.startswith(prefix + "/")}
 
 
 def _load_state(path, model, optimizer, schedule, ema, rngs, config) -> dict:
-    saved = torch.load(path, weights_only=False)
+    tensors, saved = load_training_state(path)
     if saved["config"] != asdict(config):
         changed = sorted(k for k in saved["config"] if saved["config"][k] != asdict(config).get(k))
         raise ValueError(f"{path}: saved with a different training config ({', '.join(changed)} differ); "
                          "resume with the same settings or delete the file to start over")
-    model.load_state_dict(saved["model"])
-    optimizer.load_state_dict(saved["optimizer"])
+    model.load_state_dict(_unprefixed("model", tensors))
+    optim_state: dict = {}
+    for key, value in [*_unprefixed("optimizer", tensors).items(), *saved["optimizer_values"].items()]:
+        index, name = key.split("/", 1)
+        optim_state.setdefault(int(index), {})[name] = value
+    optimizer.load_state_dict({"state": optim_state, "param_groups": saved["param_groups"]})
     schedule.scale, schedule.bad_epochs = saved["schedule"]
     if ema:
-        ema.shadow, ema.updates = saved["ema"]
+        ema.shadow, ema.updates = _unprefixed("ema", tensors), saved["ema_updates"]
     rngs[0].bit_generator.state = saved["rng"]
-    rngs[1].set_state(saved["generator"])
-    return {k: saved[k] for k in ("epoch", "best", "best_state", "history")}
+    rngs[1].set_state(tensors["generator"])
+    return {"epoch": saved["epoch"], "best": saved["best"], "best_state": _unprefixed("best", tensors),
+            "history": saved["history"]}

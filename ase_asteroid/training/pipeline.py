@@ -2,7 +2,7 @@
 parent and metrics in the checkpoint's history, and the stage's per-epoch metrics
 (learning rate, train loss, validation force and energy MAE) to ``STAGE_epochs.json`` and
 ``STAGE_epochs.csv``. With ``resume=True`` finished stages are loaded from their
-checkpoints and an interrupted stage continues from its ``STAGE.state.pt``."""
+checkpoints and an interrupted stage continues from its ``STAGE.state.safetensors``."""
 
 from __future__ import annotations
 
@@ -66,7 +66,7 @@ class _Stages:
         out.mkdir(parents=True, exist_ok=True)
 
     def run(self, name: str, model: ForceField, data: Dataset, val: Dataset, config: FitConfig) -> ForceField:
-        path, state = self.out / f"{name}.ckpt", self.out / f"{name}.state.pt"
+        path, state = self.out / f"{name}.ckpt", self.out / f"{name}.state.safetensors"
         if self.resume and path.exists():
             model = load_checkpoint(path)
         else:
@@ -105,7 +105,8 @@ def run_stages(config: TrainConfig, splits: Splits, progress: bool = True, resum
     species = sorted(set().union(*(d.species for d in everything)))
     num_heads = len(dict.fromkeys(f for d in everything for f in d.fidelities)) if config.method == "multi_head" else 1
     model_config = config_from_dict({"species": species, "num_heads": num_heads + bool(config.prior), **config.model})
-    seed, fit_config = config.seed, config.fit
+    seed = config.seed
+    scratch, pretrain, finetune = (config.fit_config(kind) for kind in ("scratch", "pretrain", "finetune"))
     prior = _prior(config.prior, species, splits.cheap or splits.train) if config.prior else None
 
     def fresh(with_cheap: bool = True, seed_offset: int = 0, accurate: Dataset = splits.train) -> ForceField:
@@ -113,36 +114,36 @@ def run_stages(config: TrainConfig, splits: Splits, progress: bool = True, resum
         return new_model(model_config, accurate, cheap, seed + seed_offset, config.torch_dtype, prior)
 
     if config.method == "standard":
-        return stages.run("standard", fresh(False), splits.train, splits.val, fit_config), stages.paths
+        return stages.run("standard", fresh(False), splits.train, splits.val, scratch), stages.paths
     if config.method == "multi_head":
         model = fresh()
         data = Dataset([c.with_(weight=c.weight * config.head_loss_weights.get(c.fidelity, 1.0))
                         for d in [splits.train] * config.accurate_repeats + everything[1:] for c in d])
-        return stages.run("multi_head", model, data, splits.val, fit_config), stages.paths
+        return stages.run("multi_head", model, data, splits.val, scratch), stages.paths
     if config.method == "delta":
         train, val = (subtract_baseline(d, config.delta_baseline, progress)[0] for d in (splits.train, splits.val))
         model = fresh(False, accurate=train)
         model.delta_baseline = config.delta_baseline
-        return stages.run("delta", model, train, val, fit_config), stages.paths
+        return stages.run("delta", model, train, val, scratch), stages.paths
     if config.method == "score_matching":
-        sm_fit = replace(config.pretrain_fit, objective="score_matching", temperature_K=config.temperature_K)
+        sm_fit = replace(pretrain, objective="score_matching", temperature_K=config.temperature_K)
         pretrained = stages.run("score_matching", fresh(False, 1), unlabelled(splits.cheap), splits.val, sm_fit)
-        return stages.run("fine_tuned", pretrained, splits.train, splits.val, fit_config), stages.paths
+        return stages.run("fine_tuned", pretrained, splits.train, splits.val, finetune), stages.paths
     if config.method != "asteroid":  # pretrain_finetune (γ = ∞) or cheap_only
         stages.parent = None
-        final = stages.run("pretrained", fresh(seed_offset=1), splits.cheap, splits.cheap_val, config.pretrain_fit)
+        final = stages.run("pretrained", fresh(seed_offset=1), splits.cheap, splits.cheap_val, pretrain)
         if config.method == "pretrain_finetune":
-            final = stages.run("fine_tuned", final, splits.train, splits.val, fit_config)
+            final = stages.run("fine_tuned", final, splits.train, splits.val, finetune)
         return final, stages.paths
-    first = stages.run("bias_identification", fresh(), splits.train, splits.val, fit_config)
+    first = stages.run("bias_identification", fresh(), splits.train, splits.val, scratch)
     bias = force_bias(first, splits.cheap)
     candidates = []
     for gamma in config.gammas:
         suffix = f"_gamma{gamma:g}" if len(config.gammas) > 1 else ""
         stages.parent = None  # pre-training starts from scratch
         pretrained = stages.run(f"pretrained{suffix}", fresh(seed_offset=1), weighted(splits.cheap, bias_weights(bias, gamma)),
-                                splits.cheap_val, config.pretrain_fit)
-        tuned = stages.run(f"fine_tuned{suffix}", pretrained, splits.train, splits.val, fit_config)
+                                splits.cheap_val, pretrain)
+        tuned = stages.run(f"fine_tuned{suffix}", pretrained, splits.train, splits.val, finetune)
         candidates.append((errors(tuned, splits.val)["force_mae_eV_per_A"], gamma, tuned, f"fine_tuned{suffix}"))
     best = min(candidates, key=lambda c: c[0])
     (Path(config.out) / "gamma_search.json").write_text(json.dumps(

@@ -1,0 +1,53 @@
+"""Named default training recipes: one per backend (mace, egnn) and stage kind.
+
+Stage kinds: ``scratch`` (training from random weights on accurate data: standard,
+ASTEROID's bias identification, Δ-learning, multi-head), ``pretrain`` (pre-training on
+cheap or unlabelled data) and ``finetune`` (fine-tuning a pre-trained model on accurate
+data). A user gets them without writing any ``fit:`` keys; every key of the YAML's ``fit``
+(scratch and finetune stages) or ``pretrain_fit`` (pretrain stages) overrides the
+recipe's value. The evidence for each choice is in docs/training.md ("Recipes").
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, fields, replace
+
+from .loop import FitConfig
+
+KINDS = ("scratch", "pretrain", "finetune")
+
+# FitConfig's own defaults are the MACE scratch recipe: lr 0.01 with AMSGrad, cosine decay,
+# EMA 0.99 and a stage two with a raised energy weight over the last quarter.
+_MACE_SCRATCH = FitConfig()
+RECIPES: dict[str, FitConfig] = {
+    "mace-scratch": _MACE_SCRATCH,
+    "mace-pretrain": replace(_MACE_SCRATCH, epochs=10, stage_two_at=0.0),
+    "mace-finetune": _MACE_SCRATCH,
+    "egnn-scratch": _MACE_SCRATCH,
+    "egnn-pretrain": replace(_MACE_SCRATCH, epochs=10, stage_two_at=0.0),
+    "egnn-finetune": _MACE_SCRATCH,
+}
+
+
+def recipe_name(backend: str, kind: str) -> str:
+    if kind not in KINDS:
+        raise ValueError(f"stage kind must be one of {KINDS}, got {kind!r}")
+    name = f"{backend}-{kind}"
+    if name not in RECIPES:
+        raise ValueError(f"no training recipe for the model {backend!r}; known: {sorted(RECIPES)}")
+    return name
+
+
+def recipe(backend: str, kind: str, overrides: dict | None = None, where: str = "fit") -> FitConfig:
+    """The `backend`'s recipe for a `kind` stage with `overrides` (FitConfig keys) applied.
+    Unknown keys and bad values raise ValueError naming `where` and the key."""
+    overrides = dict(overrides or {})
+    known = {f.name for f in fields(FitConfig)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
+    base = asdict(RECIPES[recipe_name(backend, kind)])
+    try:
+        return FitConfig(**{**base, **overrides})
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{where}: {error}") from error
