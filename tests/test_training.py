@@ -4,6 +4,8 @@ import torch
 
 from ase_asteroid.graph import batch_configurations
 from ase_asteroid.checkpoint import load_training_state, save_training_state
+from ase_asteroid.data import Configuration, Dataset
+from ase_asteroid.models.base import ForceField
 from ase_asteroid.training import FitConfig, energy_force_loss, errors, fit
 from conftest import tiny_model
 
@@ -25,16 +27,88 @@ def test_weighted_loss_equals_the_formula(xtb_data):
     assert float(energy_force_loss(pred, batch, rho, "mae")) == pytest.approx(mae, rel=1e-12)
 
 
-def test_fit_lowers_the_validation_error_and_keeps_the_best(xtb_data):
+def test_fit_lowers_the_validation_error(xtb_data):
     model = tiny_model("egnn", xtb_data, dtype=torch.float32)
     train, val = xtb_data[:30], xtb_data[30:]
     before = errors(model, val)["force_mae_eV_per_A"]
-    model, record = fit(model, train, val, FitConfig(epochs=15, batch_size=5, stage_two_at=0),
-                        progress=False)
+    config = FitConfig(epochs=15, batch_size=5, lr=0.01, amsgrad=True, schedule="cosine", min_lr=1e-5,
+                       warmup_epochs=0, ema_decay=0.99, stage_two_at=0)
+    model, record = fit(model, train, val, config, progress=False)
     after = errors(model, val)["force_mae_eV_per_A"]
     assert after < 0.7 * before
     assert after == pytest.approx(record["best_val_force_mae_eV_per_A"], rel=1e-5)
     assert model.history[-1]["stage"] == "fit" and len(record["history"]) == 15
+
+
+class Bond(ForceField):
+    """A harmonic dimer E = k/2 (r - 1 Å)² with one learnable k (eV/Å²), started at `k`."""
+
+    def __init__(self, k: float = 3.0):
+        super().__init__(type("C", (), {"species": (1,), "cutoff": 3.0, "name": "bond"})())
+        self.log_k = torch.nn.Parameter(torch.tensor(np.log(k), dtype=torch.float64))
+        self.set_normalization({"default": {1: 0.0}})
+        self.double()
+
+    def node_energies(self, batch, positions, species):
+        i, j = batch.edge_index
+        r = (positions[j] - positions[i]).norm(dim=1)
+        per_edge = 0.25 * self.log_k.exp() * (r - 1.0) ** 2          # each bond appears twice
+        return torch.zeros(len(positions), dtype=r.dtype).index_add(0, i, per_edge)
+
+
+def dimers(lengths, k=None, seed=0, rng=None):
+    """H2 at these bond lengths (Å) in random directions (from `rng`, or a new one with
+    `seed`); labelled with a bond of constant k (eV/Å²), or unlabelled."""
+    rng = rng or np.random.default_rng(seed)
+    directions = rng.normal(size=(len(lengths), 3))
+    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+    configs = []
+    for length, d in zip(lengths, directions):
+        labels = {} if k is None else {"energy": 0.5 * k * (length - 1) ** 2,
+                                       "forces": np.array([1.0, -1.0])[:, None] * k * (length - 1) * d}
+        configs.append(Configuration(np.array([1, 1]), np.array([[0.0, 0.0, 0.0], length * d]), **labels))
+    return Dataset(configs)
+
+
+#: A run whose validation error falls, then rises: k climbs from 1 towards the training
+#: data's 10 eV/Å², passing the validation data's 4 on the way.
+CLIMB = FitConfig(epochs=8, batch_size=4, lr=0.05, amsgrad=False, schedule="plateau", plateau_patience=0,
+                  warmup_epochs=0, ema_decay=0.0, clip_grad_norm=0.0, stage_two_at=0, rho=0.0, min_lr=0.0)
+
+
+def test_fit_keeps_the_best_epochs_weights_not_the_last():
+    lengths = np.linspace(0.8, 1.2, 20)
+    train, val = dimers(lengths, k=10.0), dimers(lengths[::3], k=4.0, seed=1)
+    model, record = fit(Bond(1.0), train, val, CLIMB, progress=False)
+    maes = [h["force_mae_eV_per_A"] for h in record["history"]]
+    best = int(np.argmin(maes))
+    assert 0 < best < len(maes) - 2 and maes[-1] > 2 * maes[best]    # falls, then rises
+    assert errors(model, val)["force_mae_eV_per_A"] == pytest.approx(maes[best], rel=1e-9)
+    assert record["best_val_force_mae_eV_per_A"] == maes[best]
+    assert float(model.log_k.detach().exp()) == pytest.approx(4.0, rel=0.3)  # the last epoch's k is near 10
+
+
+def test_early_stopping_stops_patience_epochs_after_the_best_and_keeps_it():
+    from dataclasses import replace
+    lengths = np.linspace(0.8, 1.2, 20)
+    train, val = dimers(lengths, k=10.0), dimers(lengths[::3], k=4.0, seed=1)
+    model, record = fit(Bond(1.0), train, val, replace(CLIMB, epochs=14, early_stopping_patience=2), progress=False)
+    maes = [h["force_mae_eV_per_A"] for h in record["history"]]
+    best = int(np.argmin(maes))
+    assert len(maes) == best + 3 < 14 and record["epochs"] == len(maes)
+    assert errors(model, val)["force_mae_eV_per_A"] == pytest.approx(maes[best], rel=1e-9)
+
+
+def test_plateau_rate_never_falls_below_min_lr():
+    from dataclasses import replace
+    lengths = np.linspace(0.8, 1.2, 20)
+    train, val = dimers(lengths, k=10.0), dimers(lengths[::3], k=4.0, seed=1)
+    config = replace(CLIMB, epochs=10, plateau_patience=1, plateau_factor=0.1, min_lr=0.02)
+    _, record = fit(Bond(1.0), train, val, config, progress=False)
+    rates = [h["lr"] for h in record["history"]]
+    first_bad = int(np.argmin([h["force_mae_eV_per_A"] for h in record["history"]])) + 1
+    assert rates[:first_bad + 1] == [0.05] * (first_bad + 1)      # cut after the first epoch without a new best
+    assert rates[first_bad + 1:] == [0.02] * (10 - first_bad - 1)  # 0.005, 0.0005, ... floored at min_lr
 
 
 @pytest.mark.parametrize("kwargs, message", [({"epochs": 0}, "epochs"), ({"rho": 2}, "rho"),
@@ -213,36 +287,14 @@ def test_score_matching_recovers_a_harmonic_force_constant():
     k, started at 3, is fitted by sliced score matching only (the labels are NaN)."""
     from ase.units import kB
 
-    from ase_asteroid.data import Configuration, Dataset
-    from ase_asteroid.models.base import ForceField
-
-    class Bond(ForceField):
-        def __init__(self):
-            super().__init__(type("C", (), {"species": (1,), "cutoff": 3.0, "name": "bond"})())
-            self.log_k = torch.nn.Parameter(torch.tensor(np.log(3.0), dtype=torch.float64))
-            self.set_normalization({"default": {1: 0.0}})
-            self.double()
-
-        def node_energies(self, batch, positions, species):
-            i, j = batch.edge_index
-            r = (positions[j] - positions[i]).norm(dim=1)
-            per_edge = 0.25 * self.log_k.exp() * (r - 1.0) ** 2          # each bond appears twice
-            return torch.zeros(len(positions), dtype=r.dtype).index_add(0, i, per_edge)
-
     k, temperature = 10.0, 300.0
     rng = np.random.default_rng(0)
     sigma = np.sqrt(kB * temperature / k)
     r = rng.normal(1.0, sigma, 12000)
     r = r[rng.random(len(r)) < (r / (1 + 6 * sigma)) ** 2][:10000]  # p(r) ∝ r² exp(-k(r-1)²/2kT)
-    directions = rng.normal(size=(len(r), 3))
-    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
-
-    def dimer(length, direction):
-        return Configuration(np.array([1, 1]), np.array([[0.0, 0.0, 0.0], length * direction]))
-
-    train = Dataset([dimer(l, d) for l, d in zip(r[:-100], directions)])
-    val = Dataset([dimer(l, d) for l, d in zip(r[-100:], directions[-100:])])  # unlabelled: keeps the last
-    model, _ = fit(Bond(), train, val, FitConfig(epochs=8, batch_size=200, lr=0.05, plateau_patience=0, ema_decay=0.95,
+    train = dimers(r[:-100], rng=rng)
+    val = dimers(r[-100:], seed=1)  # unlabelled: the best is the latest
+    model, _ = fit(Bond(3.0), train, val, FitConfig(epochs=8, batch_size=200, lr=0.05, plateau_patience=0, ema_decay=0.95,
                                                  objective="score_matching", temperature_K=temperature),
                    progress=False)
     assert float(model.log_k.detach().exp()) == pytest.approx(k, rel=0.03)
