@@ -3,6 +3,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from ase_asteroid import cli, load_checkpoint
@@ -169,3 +170,78 @@ def test_multi_head_training_and_choosing_a_head(tmp_path):
     assert not np.allclose(default, AsteroidCalculator(path, head="lj").get_forces(atoms))
     with pytest.raises(ValueError, match="unknown fidelity"):
         AsteroidCalculator(path, head="ccsd(t)")
+
+
+# --- what each method trains on: the data and weights reaching fit() ---------------------------
+
+TINY = {"name": "egnn", "channels": 8, "num_layers": 1, "cutoff": 4.0}
+FIT = {"epochs": 2, "batch_size": 4, "lr": 0.01, "schedule": "cosine", "stage_two_at": 0, "ema_decay": 0.99}
+
+
+def record_stages(monkeypatch):
+    """{stage: {"train": data, "config": FitConfig, "model": the model fit returned}} of
+    every fit() the pipeline runs from now on."""
+    import copy
+    from ase_asteroid.training import pipeline
+    seen, original = {}, pipeline.fit
+
+    def recording(model, train, val, config, progress=True, state_path=None):
+        stage = state_path.name.split(".state")[0]
+        seen[stage] = {"train": train, "config": config}
+        result = original(model, train, val, config, progress, state_path=state_path)
+        seen[stage]["model"] = copy.deepcopy(result[0])
+        return result
+
+    monkeypatch.setattr(pipeline, "fit", recording)
+    return seen
+
+
+@pytest.fixture(scope="module")
+def asteroid_splits():
+    from ase_asteroid.training.pipeline import Splits
+    xtb, lj = (read_dataset(FIXTURES / f"ethanol_{name}.extxyz") for name in ("gfn2-xtb", "lj"))
+    return Splits(xtb[:12], xtb[12:16], lj[16:36], lj[36:40])
+
+
+def _run(method, splits, out, **extra):
+    from ase_asteroid.training.config import TrainConfig
+    from ase_asteroid.training.pipeline import run_stages
+    config = TrainConfig(method, DataSpec("unused"), TINY, cheap=DataSpec("unused"), fit=FIT, pretrain_fit=FIT,
+                         out=str(out), **extra)
+    return run_stages(config, splits, progress=False)
+
+
+def test_asteroid_pretrains_with_weights_exp_minus_bias_over_gamma(asteroid_splits, monkeypatch, tmp_path):
+    """The pre-training data carry w ∝ exp(-B/γ), B computed here from the stage-1 model's
+    forces, and pretrain_finetune's carry none."""
+    from ase_asteroid.graph import batch_configurations
+    seen, gamma = record_stages(monkeypatch), 0.03
+    _run("asteroid", asteroid_splits, tmp_path / "asteroid", gamma_eV_per_A=gamma)
+    first, cheap = seen["bias_identification"]["model"], asteroid_splits.cheap
+    predicted = [first(batch_configurations([c], first.cutoff))["forces"].detach().double().numpy() for c in cheap]
+    bias = np.array([np.abs(p - c.forces).mean() for p, c in zip(predicted, cheap)])   # eV/Å
+    expected = np.exp(-bias / gamma) / np.exp(-bias / gamma).mean()
+    pretraining = seen["pretrained"]["train"]
+    assert [c.positions.tolist() for c in pretraining] == [c.positions.tolist() for c in cheap]
+    weights = np.array([c.weight for c in pretraining])
+    assert np.allclose(weights, expected, rtol=1e-4) and weights.max() / weights.min() > 10
+    assert all(c.weight == 1.0 for c in seen["fine_tuned"]["train"])           # accurate data: unweighted
+    _run("pretrain_finetune", asteroid_splits, tmp_path / "plain")
+    assert all(c.weight == 1.0 for c in seen["pretrained"]["train"])
+
+
+def test_asteroid_trains_differently_from_pretrain_finetune_only_through_its_weights(asteroid_splits, monkeypatch,
+                                                                                      tmp_path):
+    """Same seeds and data: γ = ∞ (equal weights) gives pretrain_finetune's models exactly;
+    a finite γ gives other models, so the weights reach the loss."""
+    seen = record_stages(monkeypatch)
+    states = {}
+    for name, method, extra in [("plain", "pretrain_finetune", {}),
+                                ("infinite", "asteroid", {"gamma_eV_per_A": float("inf")}),
+                                ("weighted", "asteroid", {"gamma_eV_per_A": 0.03})]:
+        _run(method, asteroid_splits, tmp_path / name, **extra)
+        states[name] = {stage: seen[stage]["model"].state_dict() for stage in ("pretrained", "fine_tuned")}
+    same = lambda a, b: all(torch.equal(a[k], b[k]) for k in a)
+    for stage in ("pretrained", "fine_tuned"):
+        assert same(states["infinite"][stage], states["plain"][stage])
+        assert not same(states["weighted"][stage], states["plain"][stage])
