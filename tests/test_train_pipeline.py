@@ -43,9 +43,21 @@ def test_asteroid_writes_each_stage_with_its_parent(tmp_path, capsys):
 
 @pytest.mark.parametrize("method, stages", [("standard", ["standard"]), ("cheap_only", ["pretrained"]),
                                            ("score_matching", ["fine_tuned", "score_matching"])])
-def test_other_methods(tmp_path, method, stages):
+def test_other_methods(tmp_path, method, stages, monkeypatch):
+    seen = record_stages(monkeypatch)
     assert cli.main(["train", "--config", str(small(tmp_path, method, temperature_K=500))]) == 0
-    assert sorted(p.stem for p in (tmp_path / "out").glob("*.ckpt")) == stages
+    assert sorted(p.stem for p in (tmp_path / "out").glob("*.ckpt")) == stages == sorted(seen)
+    fidelities = {stage: {c.fidelity for c in seen[stage]["train"]} for stage in seen}
+    objectives = {stage: seen[stage]["config"].objective for stage in seen}
+    if method == "standard":       # the accurate training set only
+        assert fidelities == {"standard": {"gfn2-xtb"}} and len(seen["standard"]["train"]) == 20
+    elif method == "cheap_only":   # the cheap data only
+        assert fidelities == {"pretrained": {"lj"}} and len(seen["pretrained"]["train"]) == 30
+    else:                          # score matching on the cheap geometries without their labels, then labels
+        assert objectives == {"score_matching": "score_matching", "fine_tuned": "labels"}
+        assert seen["score_matching"]["config"].temperature_K == 500
+        assert all(c.energy is None and c.forces is None for c in seen["score_matching"]["train"])
+        assert fidelities["fine_tuned"] == {"gfn2-xtb"} and len(seen["fine_tuned"]["train"]) == 20
 
 
 @pytest.mark.parametrize("change, message", [
@@ -91,11 +103,13 @@ def test_validation_split_and_epoch_logs(tmp_path):
     assert (tmp_path / "out" / "standard_epochs.csv").read_text().startswith("epoch,lr,rho,train_loss,")
 
 
-def test_delta_learning_adds_its_baseline_at_inference(tmp_path, capsys):
-    """A Δ-model of (GFN2-xTB − LJ): the checkpoint names LJ, evaluate says so and adds it,
-    and the calculator's forces are the network's plus LJ's."""
+def test_delta_learning_trains_on_label_minus_baseline_and_adds_it_at_inference(tmp_path, capsys, monkeypatch):
+    """A Δ-model of (GFN2-xTB − LJ): it is trained on the labels minus LJ's; the checkpoint
+    names LJ, evaluate says so and adds it, and the calculator's forces are the network's
+    plus LJ's."""
     from ase_asteroid import AsteroidCalculator
     from ase_asteroid.labels import get_labeler
+    seen = record_stages(monkeypatch)
     assert cli.main(["train", "--config", str(small(tmp_path, "delta", delta_baseline="lj"))]) == 0
     assert "Δ-learning model: every prediction includes lj" in capsys.readouterr().out
     model = load_checkpoint(tmp_path / "out" / "delta.ckpt")
@@ -106,6 +120,12 @@ def test_delta_learning_adds_its_baseline_at_inference(tmp_path, capsys):
     plain = AsteroidCalculator(model)
     lj_energy, lj_forces = get_labeler("lj").label(atoms)
     assert np.allclose(atoms.get_forces(), plain.get_forces(atoms) + lj_forces, atol=1e-10)
+    train, accurate = seen["delta"]["train"], _split(load_config(tmp_path / "run.yaml").accurate)[0]
+    assert len(train) == len(accurate) == 20
+    for target, raw in zip(train, accurate):   # the training targets: label - baseline
+        baseline_energy, baseline_forces = get_labeler("lj").label(raw.to_atoms())
+        assert np.allclose(target.forces, raw.forces - baseline_forces, atol=1e-10)
+        assert target.energy == pytest.approx(raw.energy - baseline_energy, abs=1e-9)
     assert atoms.get_potential_energy() == pytest.approx(plain.get_potential_energy(atoms) + lj_energy, abs=1e-9)
 
 
@@ -148,6 +168,12 @@ def test_gamma_grid_is_chosen_by_validation_after_fine_tuning(tmp_path):
     assert set(errors) == {"0.02", "0.2"} and search["chosen_gamma_eV_per_A"] == float(min(errors, key=errors.get))
     assert result["checkpoints"]["fine_tuned"].endswith(f"fine_tuned_gamma{search['chosen_gamma_eV_per_A']:g}.ckpt")
     assert (tmp_path / "out" / "pretrained_gamma0.02_epochs.csv").exists()  # one log per γ, none overwritten
+    from ase_asteroid.training import errors as measured_errors
+    val = _split(config.accurate)[1]     # each γ's fine-tuned checkpoint measured here, not read back
+    measured = {g: measured_errors(load_checkpoint(tmp_path / "out" / f"fine_tuned_gamma{g}.ckpt"), val)
+                ["force_mae_eV_per_A"] for g in ("0.02", "0.2")}
+    assert measured == pytest.approx(errors, rel=1e-5) and measured["0.02"] != measured["0.2"]
+    assert search["chosen_gamma_eV_per_A"] == float(min(measured, key=measured.get))
     assert (tmp_path / "out" / "pretrained_gamma0.2_epochs.json").exists()
 
 
@@ -157,10 +183,15 @@ def test_equal_cost_limits_the_cheap_labels(tmp_path):
     assert len(splits_from_config(config).cheap) == (23 - 20) * 2
 
 
-def test_multi_head_training_and_choosing_a_head(tmp_path):
+def test_multi_head_training_and_choosing_a_head(tmp_path, monkeypatch):
     from ase_asteroid import AsteroidCalculator
+    seen = record_stages(monkeypatch)
     config = small(tmp_path, "multi_head", head_loss_weights={"lj": 0.5}, accurate_repeats=2)
     assert cli.main(["train", "--config", str(config)]) == 0
+    train = seen["multi_head"]["train"]   # accurate_repeats: each accurate configuration twice per epoch
+    weights = {f: sorted({c.weight for c in train if c.fidelity == f}) for f in ("gfn2-xtb", "lj")}
+    assert [c.fidelity for c in train].count("gfn2-xtb") == 2 * 20 and [c.fidelity for c in train].count("lj") == 30
+    assert weights == {"gfn2-xtb": [1.0], "lj": [0.5]}   # head_loss_weights scale the cheap head's terms
     path = tmp_path / "out" / "multi_head.ckpt"
     model = load_checkpoint(path)
     assert model.config.num_heads == 2 and model.fidelities == ("gfn2-xtb", "lj")
