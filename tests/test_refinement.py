@@ -54,10 +54,15 @@ def test_lj_prior_matches_the_uff_labeller_and_its_forces_are_the_gradient(xtb_d
     assert torch.allclose(forces[:4], numeric[:4], rtol=1e-6, atol=1e-8)
 
 
-def test_fitting_the_prior_to_forces_beats_uff(xtb_data):
-    result = LJPrior(xtb_data.species).fit(xtb_data)
+def test_fitting_the_prior_to_forces_beats_uff_and_a_zero_force_prior(xtb_data):
+    prior = LJPrior(xtb_data.species)
+    result = prior.fit(xtb_data)
+    batch = batch_configurations(xtb_data, 1.0).to(dtype=torch.float64)
+    fitted = float(((prior.double()(batch)[1] - batch.forces) ** 2).mean().sqrt())   # measured here
+    zero = float((batch.forces ** 2).mean().sqrt())        # a prior predicting no forces: 0.98 eV/Å
+    assert fitted == pytest.approx(result["force_rmse_fitted_eV_per_A"], rel=1e-4)
+    assert fitted < 0.7 * zero                              # the fit reaches 0.53 eV/Å
     assert result["force_rmse_fitted_eV_per_A"] < 0.01 * result["force_rmse_uff_eV_per_A"]
-    assert result["force_rmse_fitted_eV_per_A"] < 1.0
 
 
 def _points(coordinates):
@@ -144,11 +149,22 @@ def test_refining_a_model_without_prior_or_spectrum_is_a_clear_error(xtb_data):
         refine_model(tiny_model("egnn", xtb_data), xtb_data[:1], "radius")
 
 
-def test_stability_sweep_refines_each_model(joint, tmp_path):
+def test_stability_sweep_refines_each_model(joint, tmp_path, monkeypatch):
+    """The sweep's runs use the refined model: refinement is called for the sweep's
+    molecule, and the trajectory differs from the same sweep without it."""
+    import simulations.stability as stability
     from simulations import cli as md_cli
     from simulations.stability import read_rows
     data = str(FIXTURES / "ethanol_lj.extxyz")
-    assert md_cli.main(["stability", str(joint), "--molecule", data, "--step-sizes-fs", "0.5", "--replicas", "1",
-                        "--time-ps", "0.005", "--refine", "radius+ttt", "--ttt-steps", "2",
-                        "--out", str(tmp_path / "sweep")]) == 0
-    assert len(read_rows(tmp_path / "sweep" / "runs.jsonl")) == 1
+    calls, original = [], stability.refine_model
+    monkeypatch.setattr(stability, "refine_model", lambda model, structures, *a: calls.append(
+        (structures[0].positions.copy(), a[0])) or original(model, structures, *a))
+    argv = ["stability", str(joint), "--molecule", data, "--step-sizes-fs", "0.5", "--replicas", "1",
+            "--time-ps", "0.005", "--ttt-steps", "2", "--temperature-K", "300"]
+    assert md_cli.main(argv + ["--refine", "radius+ttt", "--out", str(tmp_path / "sweep")]) == 0
+    assert md_cli.main(argv + ["--out", str(tmp_path / "plain")]) == 0
+    assert len(calls) == 1 and calls[0][1] == "radius+ttt"
+    assert np.allclose(calls[0][0], read_dataset(data)[0].positions)
+    refined, plain = (read_rows(tmp_path / name / "runs.jsonl") for name in ("sweep", "plain"))
+    assert len(refined) == len(plain) == 1 and refined[0]["seed"] == plain[0]["seed"]
+    assert not np.allclose(refined[0]["trace"], plain[0]["trace"], rtol=1e-6, atol=0)
