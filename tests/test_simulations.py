@@ -41,6 +41,44 @@ def test_batched_runs_equal_serial_ase_runs(xtb_data):
         assert np.abs(atoms.get_velocities() - engine.velocities[k]).max() < 1e-10
 
 
+def test_batched_runs_that_stop_at_different_steps_equal_their_serial_runs(xtb_data):
+    """Runs of 4, 13 and 8 steps: after each stops, the others go on with their own
+    coefficients and random streams (the runs still alive are a changing subset)."""
+    model = tiny_model("egnn", xtb_data).eval()
+    start = xtb_data[3].to_atoms()
+    specs = [RunSpec(LangevinParameters(dt, 300, 0.01), steps, seed=s)
+             for s, dt, steps in [(4, 0.25, 4), (5, 1.0, 13), (6, 0.5, 8)]]
+    engine = BatchedLangevin(start, model_forces(model, start.numbers), specs, LOOSE)
+    results = engine.run(progress=False)
+    assert [r.steps_completed for r in results] == [4, 13, 8] and all(r.stable for r in results)
+    for k, spec in enumerate(specs):
+        atoms = start.copy()
+        atoms.calc = AsteroidCalculator(model)
+        rng = np.random.default_rng(spec.seed)
+        atoms.set_velocities(maxwell_boltzmann_velocities(atoms.get_masses(), 300, rng))
+        ase_langevin(atoms, spec.params, rng).run(spec.steps)
+        assert np.abs(atoms.positions - engine.positions[k]).max() < 1e-10
+        assert np.abs(atoms.get_velocities() - engine.velocities[k]).max() < 1e-10
+
+
+def test_maxwell_boltzmann_velocities_and_the_papers_friction():
+    from ase import units
+    from simulations.langevin import PAPER_FRICTION_PER_FS
+    masses = np.tile([1.008, 15.999], 20000)
+    velocities = maxwell_boltzmann_velocities(masses, 500.0, np.random.default_rng(0))
+    for mass in (1.008, 15.999):          # each component ~ N(0, k_B T / m): heavy atoms slower
+        part = velocities[masses == mass]
+        assert abs(part.mean()) < 0.02 * part.std()
+        assert part.var() * mass / units.kB == pytest.approx(500.0, rel=0.02)
+    assert kinetic_temperature_K(velocities, masses) == pytest.approx(500.0, rel=0.01)
+    again = maxwell_boltzmann_velocities(masses, 500.0, np.random.default_rng(0))
+    assert np.array_equal(again, velocities)
+    assert PAPER_FRICTION_PER_FS == pytest.approx(1.965e-4, rel=1e-3)   # the paper's 0.002 in ASE's units
+    params = LangevinParameters(1.0, 300.0)
+    assert params.friction_per_fs == PAPER_FRICTION_PER_FS and params.friction == pytest.approx(0.002, rel=1e-12)
+    assert SweepConfig().friction_per_fs == PAPER_FRICTION_PER_FS
+
+
 def test_langevin_samples_the_bath_temperature():
     start = molecule("CH3CH2OH")
     specs = [RunSpec(LangevinParameters(1.0, 400, 0.05), 3000, seed=s) for s in range(8)]
@@ -94,14 +132,17 @@ def checkpoint(tmp_path_factory, xtb_data):
 
 
 def test_sweep_resumes_without_rerunning_finished_runs(checkpoint, tmp_path, monkeypatch):
-    config = SweepConfig(step_sizes_fs=(0.5, 1.0), replicas=2, time_ps=0.01, temperature_K=300)
+    """The finished lj rows are kept; the egnn runs are simulated on resume and must be the
+    uninterrupted sweep's to the last bit (traces and frames of both replicas: the seeds)."""
+    config = SweepConfig(step_sizes_fs=(0.5, 1.0), replicas=2, time_ps=0.01, temperature_K=300,
+                         save_trajectories=2, record_every=5)
     start = molecule("CH3CH2OH")
     full = run_sweep({"egnn": checkpoint, "lj": "lj"}, start, config, tmp_path / "full", progress=False)
     assert len(full) == 8
     lines = (tmp_path / "full" / "runs.jsonl").read_text().splitlines()
     (tmp_path / "part").mkdir()
-    egnn_rows = [line for line in lines if json.loads(line)["model"] == "egnn"]
-    (tmp_path / "part" / "runs.jsonl").write_text("\n".join(egnn_rows) + "\n")  # as if interrupted
+    lj_rows = [line for line in lines if json.loads(line)["model"] == "lj"]
+    (tmp_path / "part" / "runs.jsonl").write_text("\n".join(lj_rows) + "\n")  # as if interrupted
     simulated = []
     import simulations.stability as stability
     original = stability.run_task
@@ -109,9 +150,11 @@ def test_sweep_resumes_without_rerunning_finished_runs(checkpoint, tmp_path, mon
     with pytest.raises(FileExistsError, match="--resume"):
         run_sweep({"egnn": checkpoint, "lj": "lj"}, start, config, tmp_path / "part", progress=False)
     rows = run_sweep({"egnn": checkpoint, "lj": "lj"}, start, config, tmp_path / "part", resume=True, progress=False)
-    assert simulated == ["lj"] and len(rows) == 8
-    key = lambda r: (r["model"], r["step_size_fs"], r["replica"], r["stable"], r["steps_completed"])
-    assert sorted(map(key, rows)) == sorted(map(key, full))
+    assert simulated == ["egnn"] and len(rows) == 8
+    canonical = lambda rows: sorted(json.dumps(r, sort_keys=True) for r in rows)
+    assert canonical(rows) == canonical(json.loads(json.dumps(full)))
+    egnn = [r for r in full if r["model"] == "egnn"]
+    assert all(r["frames"] for r in egnn) and len({json.dumps(r["frames"]) for r in egnn}) == 4  # seeds matter
 
 
 def test_dask_sweep_equals_local(checkpoint, tmp_path):
