@@ -1,3 +1,5 @@
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -34,11 +36,14 @@ def test_implemented_properties_is_a_fixed_class_tuple(model, ethanol):
     assert calc.implemented_properties is before
 
 
-def test_float32_option(model, ethanol):
-    calc = AsteroidCalculator(model, dtype=torch.float32)
+def test_float32_option_agrees_with_float64(model, ethanol):
+    double = AsteroidCalculator(model, dtype=torch.float64)
+    reference = double.get_forces(ethanol), double.get_potential_energy(ethanol)
+    calc = AsteroidCalculator(copy.deepcopy(model), dtype=torch.float32)
     assert calc.model.dtype == torch.float32
-    ethanol.calc = calc
-    assert np.isfinite(ethanol.get_forces()).all()
+    single = calc.get_forces(ethanol), calc.get_potential_energy(ethanol)
+    assert np.allclose(single[0], reference[0], atol=1e-4) and single[1] == pytest.approx(reference[1], abs=1e-3)
+    assert not np.array_equal(single[0], reference[0])     # really computed in float32
 
 
 def test_unknown_element_names_element_and_atom(model):

@@ -1,5 +1,6 @@
 """Physics conformance of every backend, and proof that the checks can fail."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -136,3 +137,82 @@ def test_invariance_check_catches_a_non_invariant_model(xtb_data):
     broken = NotRotationInvariant(tiny_model("egnn", xtb_data)).double()
     with pytest.raises(AssertionError, match="not invariant under rotation"):
         testing.check_invariances(broken, xtb_data[0])
+
+
+
+class AddedEnergy(ForceField):
+    """A real model plus an extra energy term `extra(positions, species, batch)` per atom."""
+
+    def __init__(self, inner, extra):
+        super().__init__(inner.config)
+        self.inner, self.extra = inner, extra
+
+    def node_energies(self, batch, positions, species):
+        return self.inner.node_energies(batch, positions, species) + self.extra(positions, species, batch)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (lambda x, s, b: 0.1 * (x ** 2).sum(dim=1), "not invariant under translation"),       # |r|²: rotation-invariant
+    (lambda x, s, b: 0.01 * torch.arange(len(x), dtype=x.dtype) * s.to(x.dtype), "not invariant under permutation"),
+])
+def test_invariance_check_catches_translation_and_permutation(xtb_data, extra, message):
+    broken = AddedEnergy(tiny_model("egnn", xtb_data), extra).double()
+    with pytest.raises(AssertionError, match=message):
+        testing.check_invariances(broken, xtb_data[0])
+
+
+def test_batched_check_catches_a_model_that_mixes_the_graphs_of_a_batch(xtb_data):
+    centred = lambda x, s, b: 0.1 * ((x - x.mean(dim=0)) ** 2).sum(dim=1)   # centre of the whole batch
+    broken = AddedEnergy(tiny_model("egnn", xtb_data), centred).double()
+    testing.check_invariances(broken, xtb_data[0])                        # invariant on its own
+    with pytest.raises(AssertionError, match="batched and single predictions differ"):
+        testing.check_batched_equals_single(broken, [xtb_data[0], xtb_data[5]])
+
+
+def test_calculator_check_catches_a_calculator_that_converts_units(xtb_data, monkeypatch):
+    from ase import units
+    from ase_asteroid.calculator import AsteroidCalculator
+    original = AsteroidCalculator.calculate
+
+    def in_kcal_per_mol(self, *args, **kwargs):      # a unit slip at the ASE boundary
+        original(self, *args, **kwargs)
+        self.results["forces"] = self.results["forces"] / (units.kcal / units.mol)
+
+    monkeypatch.setattr(AsteroidCalculator, "calculate", in_kcal_per_mol)
+    with pytest.raises(AssertionError, match="calculator and model disagree"):
+        testing.check_calculator_matches_model(tiny_model("egnn", xtb_data), xtb_data[0])
+
+
+# --- molecules of different sizes, periodic systems --------------------------------------------
+
+def _configuration(atoms):
+    from ase_asteroid.data import Configuration
+    return Configuration(atoms.numbers, atoms.positions, cell=np.array(atoms.cell) if atoms.pbc.any() else None,
+                         pbc=tuple(bool(p) for p in atoms.pbc))
+
+
+def test_batched_equals_single_for_molecules_of_different_sizes(model):
+    from ase.build import molecule
+    sizes = [molecule(name) for name in ("CH3CH2OH", "H2O", "CH4", "CO2", "H2", "CH3OH")]
+    testing.check_batched_equals_single(model, [_configuration(m) for m in sizes])
+
+
+def _periodic_ethanol():
+    """Ethanol in a 6 Å cube with periodic boundaries: with a 4 Å cutoff, atoms see their images."""
+    from ase.build import molecule
+    atoms = molecule("CH3CH2OH")
+    atoms.cell, atoms.pbc = np.eye(3) * 6.0, True
+    atoms.rattle(0.05, seed=1)
+    return atoms
+
+
+def test_periodic_forces_are_the_gradient_and_a_supercell_is_extensive(model):
+    atoms = _periodic_ethanol()
+    testing.check_finite_difference_forces(model, _configuration(atoms))
+    double = model.double().eval()
+    energy, forces = testing._predict(double, [_configuration(atoms)])
+    big_energy, big_forces = testing._predict(double, [_configuration(atoms.repeat((2, 2, 2)))])
+    assert big_energy[0] == pytest.approx(8 * energy[0], rel=1e-10)
+    assert np.allclose(big_forces, np.tile(forces, (8, 1)), atol=1e-9)
+    isolated = testing._predict(double, [_configuration(atoms).with_(cell=None, pbc=(False,) * 3)])
+    assert abs(isolated[0][0] - energy[0]) > 1e-4     # the images do interact in this cell
