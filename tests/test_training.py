@@ -137,6 +137,19 @@ def test_bias_and_weights_on_a_known_offset(xtb_data):
         bias_weights(bias, 0.0)
 
 
+def test_bias_of_molecules_of_different_sizes_is_their_mean_component_error(xtb_data):
+    from ase.build import molecule
+    from ase_asteroid.training.stages import force_bias
+    model = tiny_model("egnn", xtb_data).eval()
+    offsets, cheap = [0.1, 0.2, 0.3, 0.4], []
+    for name, offset in zip(("CH3CH2OH", "H2O", "CH4", "CO2"), offsets):
+        atoms = molecule(name)
+        config = Configuration(atoms.numbers, atoms.positions)
+        predicted = model(batch_configurations([config], model.cutoff))["forces"].detach().numpy()
+        cheap.append(config.with_(forces=predicted - offset))
+    assert np.allclose(force_bias(model, Dataset(cheap), batch_size=3), offsets, atol=1e-9)
+
+
 def test_fine_tuning_starts_from_the_pretrained_weights(xtb_data, lj_data, monkeypatch, tmp_path):
     import copy
     from ase_asteroid.training import pipeline
