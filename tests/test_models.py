@@ -154,7 +154,7 @@ class AddedEnergy(ForceField):
 @pytest.mark.parametrize("extra, message", [
     (lambda x, s, b: 0.1 * (x ** 2).sum(dim=1), "not invariant under translation"),       # |r|²: rotation-invariant
     (lambda x, s, b: 0.01 * torch.arange(len(x), dtype=x.dtype) * s.to(x.dtype), "not invariant under permutation"),
-])
+], ids=["translation", "permutation"])
 def test_invariance_check_catches_translation_and_permutation(xtb_data, extra, message):
     broken = AddedEnergy(tiny_model("egnn", xtb_data), extra).double()
     with pytest.raises(AssertionError, match=message):
