@@ -19,13 +19,12 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .models import ForceField, build_model, config_from_dict
+from .models import DTYPES, ForceField, build_model, config_from_dict
 
 FORMAT = "ase_asteroid.checkpoint"
 FORMAT_VERSION = 1
 UNITS = {"energy": "eV", "length": "Å", "forces": "eV/Å"}
 _METADATA_KEY = "ase_asteroid"
-_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 class CheckpointError(ValueError):
@@ -58,10 +57,7 @@ def checkpoint_metadata(model: ForceField, data_hashes: dict[str, str] | None = 
         "fidelity_heads": model.fidelity_heads,
         "scale_eV": float(model.scale),
         "shift_eV": float(model.shift),
-        "history": model.history,
-        "delta_baseline": model.delta_baseline,
-        "prior": {"kind": "lj", "species": list(model.prior.species)} if model.prior is not None else None,
-        "graph_spectrum": model.graph_spectrum,
+        **model.extras.metadata(),
         "data_hashes": data_hashes or {},
         "versions": package_versions(),
     }
@@ -140,6 +136,11 @@ def read_metadata(path) -> dict:
     return meta
 
 
+def _renamed_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Files written before the extras were one part kept the prior head at "prior.*"."""
+    return {("extras." + k if k.startswith("prior.") else k): v for k, v in state.items()}
+
+
 def load_checkpoint(path, device: str | torch.device = "cpu",
                     dtype: torch.dtype | None = None) -> ForceField:
     """Rebuild the model saved at `path` (in its saved dtype unless `dtype` is given), in eval mode."""
@@ -147,12 +148,10 @@ def load_checkpoint(path, device: str | torch.device = "cpu",
     meta = read_metadata(path)
     try:
         config = config_from_dict(meta["model"]["config"])
-        model = build_model(config, dtype=_DTYPES[meta["dtype"]])
-        if meta.get("prior"):
-            from .refinement.prior import LJPrior
-            model.prior = LJPrior(meta["prior"]["species"]).to(model.dtype)
-        state = load_file(str(path))
-        model.load_state_dict(state, strict=True)
+        model = build_model(config, dtype=DTYPES[meta["dtype"]])
+        model.extras.restore(meta)
+        model.to(model.dtype)
+        model.load_state_dict(_renamed_state(load_file(str(path))), strict=True)
         references = {f: {int(z): e for z, e in refs.items()}
                       for f, refs in meta["energy_references_eV"].items()}
         heads = meta.get("fidelity_heads")
@@ -160,8 +159,5 @@ def load_checkpoint(path, device: str | torch.device = "cpu",
                                 heads=[heads[f] for f in references] if heads else None)
     except (KeyError, ValueError, RuntimeError, SafetensorError) as error:
         raise CheckpointError(f"{path}: checkpoint is inconsistent ({type(error).__name__}: {error})") from error
-    model.history = list(meta.get("history", []))
-    model.delta_baseline = meta.get("delta_baseline")
-    model.graph_spectrum = meta.get("graph_spectrum")
     model.eval()
     return model.to(device=device, dtype=dtype or model.dtype)

@@ -7,7 +7,7 @@ import json
 import sys
 
 from . import __version__
-from .refinement.options import add_refine_arguments, ttt_settings
+from .refinement.options import add_refine_arguments, refine_settings
 
 
 def data_info(path: str, as_json: bool = False, fidelity: str | None = None,
@@ -94,7 +94,7 @@ def quickstart(args) -> str:
 def _add_evaluate_parser(commands) -> None:
     evaluate = commands.add_parser("evaluate", help="energy and force errors of a checkpoint on a dataset")
     evaluate.add_argument("checkpoint")
-    evaluate.add_argument("--data", required=True, help="labelled data (npz, extxyz, db, ...)")
+    evaluate.add_argument("--data", required=True, help="labelled data (npz, extxyz, db, ..., or demo:NAME)")
     evaluate.add_argument("--fidelity", help="the model's reference energies to predict with (default: its first)")
     evaluate.add_argument("--labels", choices=["new", "old"], default="new", help="rMD17 label set")
     evaluate.add_argument("--json", action="store_true")
@@ -102,14 +102,12 @@ def _add_evaluate_parser(commands) -> None:
 
 
 def evaluate_command(args) -> str:
-    from .checkpoint import load_checkpoint
     from .data.readers import read_dataset
     from .evaluation import evaluate, format_evaluation
+    from .predictor import Predictor
 
-    model = load_checkpoint(args.checkpoint)
-    result = evaluate(model, read_dataset(args.data, labels=args.labels), args.fidelity, refine=args.refine,
-                      ttt=ttt_settings(args))
-    return format_evaluation(result, args.json)
+    predictor = Predictor.from_checkpoint(args.checkpoint, args.fidelity, refine_settings(args))
+    return format_evaluation(evaluate(predictor, read_dataset(args.data, labels=args.labels)), args.json)
 
 
 def _add_train_parser(commands) -> None:
@@ -124,15 +122,18 @@ def _add_train_parser(commands) -> None:
 def train_command(args) -> str:
     from dataclasses import replace
 
-    from .evaluation import format_evaluation
+    from .data.readers import read_dataset
+    from .evaluation import evaluate, format_evaluation
+    from .predictor import Predictor
     from .training.config import load_config
     from .training.pipeline import run_training
 
     config = load_config(args.config)
     result = run_training(replace(config, out=args.out) if args.out else config, resume=args.resume)
     lines = [f"{stage}: {path}" for stage, path in result["checkpoints"].items()]
-    if "test" in result:
-        lines += ["test:", format_evaluation(result["test"])]
+    if config.test:
+        test = evaluate(Predictor.from_checkpoint(result["final"]), read_dataset(config.test))
+        lines += ["test:", format_evaluation(test)]
     return "\n".join(lines)
 
 

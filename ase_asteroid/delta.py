@@ -2,7 +2,8 @@
 is a cheap method (any labeller, e.g. GFN2-xTB) that must then run at inference too.
 
 The one place the baseline is subtracted (training targets, evaluation) or added back
-(the calculator); a model carries its baseline's name in ``model.delta_baseline``.
+(predictor.py, for every way a model runs); a model carries its baseline's name in
+``model.extras.delta_baseline``.
 """
 
 from __future__ import annotations
@@ -30,12 +31,20 @@ def subtract_baseline(data: Dataset, method: str, progress: bool = False) -> tup
 
 class BaselineAdder:
     """The baseline's (energy eV, forces eV/Å) of one structure: what a Δ-model's prediction
-    is added to, and what its training targets are corrected by."""
+    is added to, and what its training targets are corrected by. The labeller is prepared
+    (checked, set up) once per molecule, i.e. per sequence of atomic numbers."""
 
     def __init__(self, method: str) -> None:
         from .labels import get_labeler
-        self.method, self.labeler = method, get_labeler(method)
+        self.method, self.labeler, self._prepared_for = method, get_labeler(method), None
+
+    def prepare(self, atoms) -> None:
+        """Check (and set up for) the molecule of `atoms`, unless done for it already."""
+        key = tuple(int(z) for z in atoms.numbers)
+        if key != self._prepared_for:
+            self.labeler.prepare(atoms)
+            self._prepared_for = key
 
     def __call__(self, atoms) -> tuple[float, np.ndarray]:
-        self.labeler.prepare(atoms)
+        self.prepare(atoms)
         return self.labeler.label(atoms)

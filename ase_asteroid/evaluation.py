@@ -9,53 +9,61 @@ import numpy as np
 from . import units
 from .data import Dataset
 from .data.dataset import element_symbol
-from .delta import subtract_baseline
-from .refinement.refine import refine_model
-from .refinement.ttt import TTTSettings
-from .models import ForceField, predict_in_batches
+from .models import ForceField
+from .predictor import Predictor
+from .refinement.settings import RefineSettings, TTTSettings
 
 
 def _stats(errors: np.ndarray, unit_scale: float) -> tuple[float, float]:
     return float(np.mean(np.abs(errors)) * unit_scale), float(np.sqrt(np.mean(errors ** 2)) * unit_scale)
 
 
-def evaluate(model: ForceField, data: Dataset, fidelity: str | None = None, batch_size: int = 50,
-             refine: str | None = None, ttt: TTTSettings = TTTSettings()) -> dict:
+def evaluate(model: ForceField | Predictor, data: Dataset, fidelity: str | None = None, batch_size: int = 50,
+             refine: RefineSettings | str | None = None, ttt: TTTSettings | None = None) -> dict:
     """MAE and RMSE of energies (meV, kcal/mol) and forces (meV/Å, kcal/mol/Å), forces also per element.
 
-    Every configuration is predicted with the reference energies of `fidelity` (default: the
-    model's first, most accurate one), whatever fidelity label the data carries. A
-    Δ-learning model's predictions include its baseline, computed here for every structure
-    (its cost is reported). refine ("radius", "ttt", "radius+ttt") refines a copy of the
-    model for the whole set first (refinement/refine.py), and reports what it chose and cost.
+    Predictions come from the Predictor (predictor.py), as for the calculator and MD: every
+    configuration is predicted with the reference energies of `fidelity` (default: the
+    model's first, most accurate one), whatever fidelity label the data carries; a
+    Δ-learning model's predictions include its baseline (its cost is reported); refine
+    ("radius", "ttt", "radius+ttt") refines a copy of the model for the whole set first
+    and reports what it chose and cost. A Predictor may be passed instead of a model.
     """
-    row = model.fidelity_index(fidelity)
-    labelled = [c.with_(fidelity=model.fidelities[row]) for c in data if c.energy is not None and c.forces is not None]
+    predictor = model if isinstance(model, Predictor) else Predictor(model, fidelity, RefineSettings.parse(refine, ttt))
+    labelled = [c for c in data if c.energy is not None and c.forces is not None]
     if not labelled:
         raise ValueError(f"{data.source or 'dataset'}: no configuration has both energy and forces")
-    model, refinement = refine_model(model, labelled, refine, ttt)
-    baseline = {}
-    if model.delta_baseline:  # (model + baseline) - truth = model - (truth - baseline)
-        labelled, seconds = subtract_baseline(Dataset(labelled), model.delta_baseline)
-        baseline = {"delta_baseline": model.delta_baseline, "baseline_seconds_per_structure": seconds}
-    energy_errors, force_errors, numbers = [], [], []
-    for batch, out in predict_in_batches(model, labelled, batch_size):
-        energy_errors.append((out["energy"] - batch.energy).detach().double().numpy())
-        force_errors.append((out["forces"] - batch.forces).detach().double().numpy())
-        numbers.append(batch.numbers.numpy())
-    energy, forces, numbers = np.concatenate(energy_errors), np.concatenate(force_errors), np.concatenate(numbers)
-    kcal, kcal_A = 1 / units.energy_factor("kcal/mol"), 1 / units.force_factor("kcal/mol/Å")
-    result = {"configurations": len(labelled), "fidelity": model.fidelities[row],
-              "energy_mae_meV": _stats(energy, 1e3)[0], "energy_rmse_meV": _stats(energy, 1e3)[1],
-              "energy_mae_kcal_per_mol": _stats(energy, kcal)[0],
-              "force_mae_meV_per_A": _stats(forces, 1e3)[0], "force_rmse_meV_per_A": _stats(forces, 1e3)[1],
-              "force_mae_kcal_per_mol_A": _stats(forces, kcal_A)[0],
-              "force_rmse_kcal_per_mol_A": _stats(forces, kcal_A)[1], **baseline,
-              "refinement": refinement, "per_element": {}}
+    energy, forces, numbers = [], [], []
+    for chunk, energies, chunk_forces in predictor.predict_configurations(labelled, batch_size):
+        energy.append(energies - np.array([c.energy for c in chunk]))
+        forces += [f - c.forces for f, c in zip(chunk_forces, chunk)]
+        numbers += [c.numbers for c in chunk]
+    energy, forces, numbers = np.concatenate(energy), np.concatenate(forces), np.concatenate(numbers)
+    result = {"configurations": len(labelled), "fidelity": predictor.fidelity, **_error_table(energy, forces),
+              **_baseline_report(predictor, len(labelled)),
+              "refinement": predictor.refinements[-1] if predictor.refinements else {"refine": "none"},
+              "per_element": {}}
     for z in sorted(set(numbers.tolist())):
         mae, rmse = _stats(forces[numbers == z], 1e3)
         result["per_element"][element_symbol(z)] = {"force_mae_meV_per_A": mae, "force_rmse_meV_per_A": rmse}
     return result
+
+
+def _error_table(energy: np.ndarray, forces: np.ndarray) -> dict:
+    """Energy errors [B] (eV) and force errors [N, 3] (eV/Å) as MAE/RMSE in meV and kcal/mol."""
+    kcal, kcal_A = 1 / units.energy_factor("kcal/mol"), 1 / units.force_factor("kcal/mol/Å")
+    return {"energy_mae_meV": _stats(energy, 1e3)[0], "energy_rmse_meV": _stats(energy, 1e3)[1],
+            "energy_mae_kcal_per_mol": _stats(energy, kcal)[0],
+            "force_mae_meV_per_A": _stats(forces, 1e3)[0], "force_rmse_meV_per_A": _stats(forces, 1e3)[1],
+            "force_mae_kcal_per_mol_A": _stats(forces, kcal_A)[0],
+            "force_rmse_kcal_per_mol_A": _stats(forces, kcal_A)[1]}
+
+
+def _baseline_report(predictor: Predictor, structures: int) -> dict:
+    if predictor.baseline is None:
+        return {}
+    return {"delta_baseline": predictor.baseline.method,
+            "baseline_seconds_per_structure": predictor.baseline_seconds / max(structures, 1)}
 
 
 def format_evaluation(result: dict, as_json: bool = False) -> str:

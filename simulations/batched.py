@@ -20,30 +20,12 @@ from .langevin import LangevinParameters, kinetic_temperature_K, maxwell_boltzma
 ForceFunction = Callable[[np.ndarray], np.ndarray]
 
 
-def model_forces(model, numbers: np.ndarray) -> ForceFunction:
-    """Batched forces of an ase_asteroid ForceField: all runs in one graph batch."""
-    from ase_asteroid.graph import replica_batch
+def model_forces(model, numbers: np.ndarray, fidelity: str | None = None) -> ForceFunction:
+    """Batched forces of an ase_asteroid ForceField through its Predictor (all runs in one
+    graph batch, the Δ baseline added for a Δ-learning model)."""
+    from ase_asteroid.predictor import Predictor
 
-    def forces(positions: np.ndarray) -> np.ndarray:
-        out = model(replica_batch(numbers, positions, model.cutoff))["forces"].detach().double().cpu().numpy()
-        return out.reshape(positions.shape)
-
-    return forces
-
-
-def calculator_forces(calculator, numbers: np.ndarray) -> ForceFunction:
-    """Forces of an ASE calculator (a reference method), one call per run."""
-    atoms = Atoms(numbers=numbers)
-    atoms.calc = calculator
-
-    def forces(positions: np.ndarray) -> np.ndarray:
-        out = []
-        for p in positions:
-            atoms.positions = p
-            out.append(atoms.get_forces())
-        return np.array(out)
-
-    return forces
+    return Predictor(model, fidelity).force_function(Atoms(numbers=numbers))
 
 
 @dataclass(frozen=True)

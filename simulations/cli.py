@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ase_asteroid.refinement.options import add_refine_arguments, ttt_settings
+from ase_asteroid.refinement.options import add_refine_arguments, refine_settings, ttt_settings
 
 from .langevin import PAPER_FRICTION_PER_FS
 
@@ -53,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     stability.add_argument("--time-ps", type=float, default=1.0)
     stability.add_argument("--save-trajectories", type=int, default=0, metavar="K",
                            help="write trajectories of the first K replicas")
+    stability.add_argument("--head", help="the fidelity (readout head) of a multi-head checkpoint to simulate "
+                           "with (default: its first, the most accurate)")
     stability.add_argument("--out", default="stability_results", help="output folder")
     stability.add_argument("--resume", action="store_true", help="continue a sweep in --out, skipping finished runs")
     where = stability.add_mutually_exclusive_group()
@@ -65,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--steps", type=int, default=1000)
     run.add_argument("--traj", help="trajectory file to write (ASE .traj)")
     run.add_argument("--traj-every", type=int, default=10)
+    run.add_argument("--head", help="the fidelity (readout head) of a multi-head checkpoint (default: its first)")
     run.add_argument("--ttt-every", type=int, default=0,
                      help="refine again every this many steps (0: once, at the start)")
     return parser
@@ -83,7 +86,7 @@ def stability(args) -> str:
         raise ValueError("give at least one checkpoint or --calculator")
     config = SweepConfig(tuple(args.step_sizes_fs), args.replicas, args.time_ps, args.temperature_K,
                          args.friction_per_fs, args.seed, _criteria(args), save_trajectories=args.save_trajectories,
-                         refine=args.refine or "", ttt=ttt_settings(args))
+                         refine=args.refine or "", ttt=ttt_settings(args), head=args.head)
     molecule = read_molecule(args.molecule, args.frame)
     rows = run_sweep(sources, molecule, config, args.out, workers=args.workers, scheduler=args.scheduler,
                      resume=args.resume)
@@ -92,20 +95,16 @@ def stability(args) -> str:
 
 
 def run(args) -> str:
+    from ase_asteroid import AsteroidCalculator
+    from ase_asteroid.predictor import predictor_for
+
     from .langevin import LangevinParameters
     from .run import run_md
-    from .stability import REFERENCE_METHODS
 
     molecule = read_molecule(args.molecule, args.frame)
-    if args.model in REFERENCE_METHODS:
-        from ase_asteroid.labels import get_labeler
-        labeler = get_labeler(args.model)
-        labeler.prepare(molecule)
-        calculator = labeler.calculator
-    else:
-        from ase_asteroid import AsteroidCalculator
-        calculator = AsteroidCalculator(args.model, refine=args.refine, ttt_steps=args.ttt_steps, ttt_lr=args.ttt_lr,
-                                        ttt_optimizer=args.ttt_optimizer, ttt_every=args.ttt_every)
+    chosen = predictor_for(args.model, args.head, refine_settings(args, every=args.ttt_every))
+    chosen.check_molecule(molecule)
+    calculator = AsteroidCalculator(chosen)
     params = LangevinParameters(args.timestep_fs, args.temperature_K, args.friction_per_fs)
     result = run_md(molecule, calculator, params, args.steps, args.seed, args.traj, args.traj_every, _criteria(args))
     state = "stable" if result.stable else f"diverged ({result.reason})"

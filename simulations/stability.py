@@ -16,22 +16,22 @@ import numpy as np
 from ase import Atoms
 
 from ase_asteroid.parallel import map_unordered
-from ase_asteroid.refinement.refine import check_refinable, refine_model
-from ase_asteroid.refinement.ttt import TTTSettings
+from ase_asteroid.predictor import REFERENCE_METHODS, predictor_for
+from ase_asteroid.refinement.settings import RefineSettings, TTTSettings
 
-from .batched import BatchedLangevin, RunSpec, calculator_forces, model_forces
+from .batched import BatchedLangevin, RunSpec
 from .divergence import DivergenceCriteria
 from .langevin import PAPER_FRICTION_PER_FS, LangevinParameters
 
-#: Reference methods usable instead of a checkpoint (labeler names of ase_asteroid.labels).
-REFERENCE_METHODS = ("gfn2-xtb", "gfn1-xtb", "lj", "gaff2")
+__all__ = ["REFERENCE_METHODS", "SweepConfig", "run_sweep", "summarize", "write_outputs"]
 
 
 @dataclass(frozen=True)
 class SweepConfig:
     """step_sizes_fs (fs), replicas, time_ps (ps per run), temperature_K (K), friction_per_fs (1/fs);
     refine: test-time refinement of each checkpoint's model for the molecule, once per
-    sweep task before its runs start (ase_asteroid/refinement), with `ttt` settings."""
+    sweep task before its runs start (ase_asteroid/refinement), with `ttt` settings;
+    head: the fidelity/readout head every checkpoint predicts with (default its first)."""
 
     step_sizes_fs: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 3.0)
     replicas: int = 20
@@ -44,6 +44,7 @@ class SweepConfig:
     save_trajectories: int = 0
     refine: str = ""
     ttt: TTTSettings = field(default_factory=TTTSettings)
+    head: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "step_sizes_fs", tuple(float(s) for s in self.step_sizes_fs))
@@ -55,6 +56,7 @@ class SweepConfig:
         if not self.time_ps > 0:
             raise ValueError(f"time_ps must be positive, got {self.time_ps}")
         LangevinParameters(1.0, self.temperature_K, self.friction_per_fs)  # validates the rest
+        RefineSettings.parse(self.refine, self.ttt)
 
     def steps(self, step_size_fs: float) -> int:
         return max(1, int(round(self.time_ps * 1000.0 / step_size_fs)))
@@ -63,34 +65,23 @@ class SweepConfig:
         return [self.seed, zlib.crc32(model.encode()), int(round(step_size_fs * 1e6)), replica]
 
 
-def load_model(source: str, molecule: Atoms, refine: str = ""):
-    """The checkpoint's model; clear errors if it lacks an element of `molecule` or cannot `refine`."""
-    from ase_asteroid.checkpoint import load_checkpoint
-    from ase_asteroid.data.dataset import element_symbol
-
-    model = load_checkpoint(source, dtype=None)
-    missing = sorted({element_symbol(int(z)) for z in molecule.numbers if int(z) not in model.species})
-    if missing:
-        raise ValueError(f"{source}: the model has no parameters for element(s) {', '.join(missing)} "
-                         f"of the molecule (it knows {', '.join(element_symbol(z) for z in model.species)})")
-    check_refinable(model, refine)
-    return model
+def predictor(source: str, molecule: Atoms, config: SweepConfig):
+    """The Predictor of a checkpoint path (or a reference method's), checked against
+    `molecule` before any run: clear errors for an element it never saw, a head it lacks,
+    or a refinement it cannot do."""
+    chosen = predictor_for(source, None if source in REFERENCE_METHODS else config.head,
+                           "" if source in REFERENCE_METHODS else RefineSettings.parse(config.refine, config.ttt))
+    try:
+        chosen.check_molecule(molecule)
+    except ValueError as error:
+        raise ValueError(f"{source}: {error}") from error
+    return chosen
 
 
 def force_function(source: str, molecule: Atoms, config: SweepConfig | None = None):
-    """Batched forces for a checkpoint path (refined for `molecule` if config.refine) or a
-    reference method name."""
-    if source in REFERENCE_METHODS:
-        from ase_asteroid.labels import get_labeler
-
-        labeler = get_labeler(source)
-        labeler.prepare(molecule)
-        return calculator_forces(labeler.calculator, molecule.numbers)
-    refine = config.refine if config else ""
-    model = load_model(source, molecule, refine)
-    if refine:
-        model, _ = refine_model(model, [molecule], refine, config.ttt)
-    return model_forces(model, molecule.numbers)
+    """Batched forces [R, n, 3] of a checkpoint path (with config.head, refined for
+    `molecule` if config.refine, its Δ baseline added) or a reference method name."""
+    return predictor(source, molecule, config or SweepConfig()).force_function(molecule)
 
 
 def run_task(source: str, name: str, molecule: Atoms, config: SweepConfig,
@@ -142,7 +133,7 @@ def run_sweep(models: dict[str, str], molecule: Atoms, config: SweepConfig, out_
     if rows_path.exists() and not resume:
         raise FileExistsError(f"{rows_path} exists: pass --resume to continue that sweep, or choose another --out")
     for source in models.values():  # every model must load and know the molecule before any run starts
-        force_function(source, molecule) if source in REFERENCE_METHODS else load_model(source, molecule, config.refine)
+        predictor(source, molecule, config)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = read_rows(rows_path)
     done = {(r["model"], r["step_size_fs"], r["replica"]) for r in rows}

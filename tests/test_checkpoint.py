@@ -11,7 +11,7 @@ from ase_asteroid.checkpoint import (FORMAT_VERSION, CheckpointError, load_check
 
 
 def test_round_trip_gives_identical_predictions(model, xtb_data, lj_data):
-    model.history.append({"stage": "test", "epochs": 0})
+    model.extras.history.append({"stage": "test", "epochs": 0})
     testing.check_checkpoint_roundtrip(model, [xtb_data[0], lj_data[1]])
 
 
@@ -20,7 +20,7 @@ def test_float32_round_trip(model, xtb_data):
 
 
 def test_metadata_records_what_the_design_requires(model, tmp_path, xtb_data):
-    model.history.append({"stage": "standard", "parent": None, "seed": 0})
+    model.extras.history.append({"stage": "standard", "parent": None, "seed": 0})
     path = save_checkpoint(model, tmp_path / "m.ckpt", data_hashes={"train": xtb_data.content_hash()})
     meta = read_metadata(path)
     assert meta["format_version"] == FORMAT_VERSION
@@ -28,9 +28,9 @@ def test_metadata_records_what_the_design_requires(model, tmp_path, xtb_data):
     assert meta["species"] == [1, 6, 8] and meta["cutoff_A"] == model.cutoff
     assert meta["units"] == {"energy": "eV", "length": "Å", "forces": "eV/Å"}
     assert set(meta["energy_references_eV"]["gfn2-xtb"]) == {"1", "6", "8"}
-    assert meta["history"] == model.history and meta["data_hashes"]["train"] == xtb_data.content_hash()
+    assert meta["history"] == model.extras.history and meta["data_hashes"]["train"] == xtb_data.content_hash()
     assert {"torch", "mace-torch", "ase", "ase_asteroid"} <= set(meta["versions"])
-    assert load_checkpoint(path).history == model.history
+    assert load_checkpoint(path).extras.history == model.extras.history
 
 
 def test_file_holds_no_pickle(model, tmp_path):

@@ -56,5 +56,5 @@ def test_the_recipe_round_trips_through_the_checkpoint_history(xtb_data, tmp_pat
     config = recipe("egnn", "scratch", {"epochs": 2, "batch_size": 10})
     model, _ = fit(tiny_model("egnn", xtb_data), xtb_data[:10], xtb_data[10:15], config, progress=False)
     save_checkpoint(model, tmp_path / "m.ckpt")
-    stored = load_checkpoint(tmp_path / "m.ckpt").history[-1]["config"]
+    stored = load_checkpoint(tmp_path / "m.ckpt").extras.history[-1]["config"]
     assert FitConfig(**stored) == config

@@ -12,7 +12,7 @@ from ase_asteroid.data import read_dataset
 from ase_asteroid.graph import batch_configurations
 from ase_asteroid.labels.lj import lj_energy_forces
 from ase_asteroid.refinement.prior import PRIOR_FIDELITY, LJPrior, prior_labelled
-from ase_asteroid.refinement.radius import choose_cutoff, laplacian_spectrum, with_cutoff
+from ase_asteroid.refinement.radius import choose_cutoff, laplacian_spectrum
 from ase_asteroid.refinement.refine import refine_model
 from ase_asteroid.refinement.ttt import TTTSettings, adapt_to_structures
 from conftest import FIXTURES
@@ -85,20 +85,20 @@ def test_laplacian_spectrum_of_a_path_and_a_ring(n):
 
 def test_radius_refinement_keeps_the_trained_cutoff_in_distribution(joint, xtb_data):
     model = load_checkpoint(joint)
-    assert model.graph_spectrum["cutoff_A"] == 4.0
+    assert model.extras.graph_spectrum["cutoff_A"] == 4.0
     for config in xtb_data[25:30]:  # held-out structures of the training distribution
-        assert choose_cutoff(model.graph_spectrum, [config.positions])[0] == 4.0
+        assert choose_cutoff(model.extras.graph_spectrum, [config.positions])[0] == 4.0
     stretched = [c.positions * 1.25 for c in xtb_data[25:30]]  # same graphs need a larger cutoff
-    chosen, distances = choose_cutoff(model.graph_spectrum, stretched)
+    chosen, distances = choose_cutoff(model.extras.graph_spectrum, stretched)
     assert chosen > 4.0 and distances[chosen] < distances[4.0]
 
 
 def test_with_cutoff_rescales_the_radial_basis(joint, xtb_data):
     model = load_checkpoint(joint).double()
     batch = batch_configurations(xtb_data[:2], 4.0)
-    same = with_cutoff(model, 4.0)(batch)["forces"]
+    same = model.with_cutoff(4.0)(batch)["forces"]
     assert torch.allclose(same, model(batch)["forces"])
-    wider = with_cutoff(model, 5.0)
+    wider = model.with_cutoff(5.0)
     assert wider.cutoff == 5.0 and model.cutoff == 4.0
     assert not torch.allclose(wider(batch_configurations(xtb_data[:2], 5.0))["forces"], same)
 
@@ -118,8 +118,8 @@ def test_ttt_lowers_the_prior_loss_and_never_changes_the_checkpoint(joint, lj_da
 def test_prior_head_is_trained_jointly(joint, xtb_data):
     model = load_checkpoint(joint)
     assert model.fidelities[-1] == PRIOR_FIDELITY and model.fidelity_heads == {"gfn2-xtb": 0, PRIOR_FIDELITY: 1}
-    assert model.prior is not None and model.prior.parameters_by_pair()["H-C"]["r_min_A"] < 1.3  # fitted
-    labelled = prior_labelled(xtb_data[25:35], model.prior)
+    assert model.extras.prior is not None and model.extras.prior.parameters_by_pair()["H-C"]["r_min_A"] < 1.3  # fitted
+    labelled = prior_labelled(xtb_data[25:35], model.extras.prior)
     from ase_asteroid.training.loop import errors
     prior_head_error = errors(model, labelled)["force_mae_eV_per_A"]
     assert prior_head_error < np.mean([np.abs(c.forces).mean() for c in labelled])  # better than predicting 0
@@ -152,18 +152,18 @@ def test_refining_a_model_without_prior_or_spectrum_is_a_clear_error(xtb_data):
 def test_stability_sweep_refines_each_model(joint, tmp_path, monkeypatch):
     """The sweep's runs use the refined model: refinement is called for the sweep's
     molecule, and the trajectory differs from the same sweep without it."""
-    import simulations.stability as stability
     from simulations import cli as md_cli
     from simulations.stability import read_rows
     data = str(FIXTURES / "ethanol_lj.extxyz")
-    calls, original = [], stability.refine_model
-    monkeypatch.setattr(stability, "refine_model", lambda model, structures, *a: calls.append(
+    import ase_asteroid.predictor as predictor
+    calls, original = [], predictor.refine_model
+    monkeypatch.setattr(predictor, "refine_model", lambda model, structures, *a: calls.append(
         (structures[0].positions.copy(), a[0])) or original(model, structures, *a))
     argv = ["stability", str(joint), "--molecule", data, "--step-sizes-fs", "0.5", "--replicas", "1",
             "--time-ps", "0.005", "--ttt-steps", "2", "--temperature-K", "300"]
     assert md_cli.main(argv + ["--refine", "radius+ttt", "--out", str(tmp_path / "sweep")]) == 0
     assert md_cli.main(argv + ["--out", str(tmp_path / "plain")]) == 0
-    assert len(calls) == 1 and calls[0][1] == "radius+ttt"
+    assert len(calls) == 1 and calls[0][1].name == "radius+ttt"
     assert np.allclose(calls[0][0], read_dataset(data)[0].positions)
     refined, plain = (read_rows(tmp_path / name / "runs.jsonl") for name in ("sweep", "plain"))
     assert len(refined) == len(plain) == 1 and refined[0]["seed"] == plain[0]["seed"]

@@ -186,7 +186,7 @@ def test_stability_cli_writes_tables_and_figures(checkpoint, tmp_path, capsys):
     (["--step-sizes-fs", "0", "1"], "step sizes must be positive"),
     (["--replicas", "0"], "replicas must be at least 1"),
     (["--molecule", "MISSING.xyz"], "no such file"),
-    (["--molecule", "WATER_CL"], "no parameters for element(s) Cl"),
+    (["--molecule", "WATER_CL"], "never trained on Cl (atom 1)"),
 ])
 def test_bad_input_fails_before_any_run(extra, message, checkpoint, tmp_path, capsys):
     import ase.io

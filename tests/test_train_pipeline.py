@@ -113,10 +113,10 @@ def test_delta_learning_trains_on_label_minus_baseline_and_adds_it_at_inference(
     assert cli.main(["train", "--config", str(small(tmp_path, "delta", delta_baseline="lj"))]) == 0
     assert "Δ-learning model: every prediction includes lj" in capsys.readouterr().out
     model = load_checkpoint(tmp_path / "out" / "delta.ckpt")
-    assert model.delta_baseline == "lj"
+    assert model.extras.delta_baseline == "lj"
     atoms = read_dataset(FIXTURES / "ethanol_gfn2-xtb.extxyz")[0].to_atoms()
     atoms.calc = AsteroidCalculator(model)
-    model.delta_baseline = None
+    model.extras.delta_baseline = None
     plain = AsteroidCalculator(model)
     lj_energy, lj_forces = get_labeler("lj").label(atoms)
     assert np.allclose(atoms.get_forces(), plain.get_forces(atoms) + lj_forces, atol=1e-10)

@@ -37,7 +37,7 @@ def test_fit_lowers_the_validation_error(xtb_data):
     after = errors(model, val)["force_mae_eV_per_A"]
     assert after < 0.7 * before
     assert after == pytest.approx(record["best_val_force_mae_eV_per_A"], rel=1e-5)
-    assert model.history[-1]["stage"] == "fit" and len(record["history"]) == 15
+    assert model.extras.history[-1]["stage"] == "fit" and len(record["history"]) == 15
 
 
 class Bond(ForceField):

@@ -38,7 +38,14 @@ def read_dataset(path, *, fidelity: str | None = None, energy_unit: str | None =
     energy_unit/force_unit: units in the file; default kcal/mol(/Å) for npz, eV(/Å) otherwise.
     labels: rMD17 only, ``"new"`` (PBE/def2-SVP) or ``"old"`` (original MD17 PBE+vdW-TS).
     index: ase.io index for non-npz files.
+    ``demo:NAME`` reads a dataset shipped with the package (ase_asteroid.demo_data).
     """
+    if str(path).startswith("demo:"):
+        from ..demo_data import demo_path
+        try:
+            path = demo_path(str(path).removeprefix("demo:"))
+        except FileNotFoundError as error:
+            raise DataError(str(error)) from error
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: no such file")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from .base import ForceField, energy_and_forces, predict_in_batches
+from .base import ForceField, check_species, energy_and_forces, predict_in_batches
+from .config import DTYPES
 from .egnn import EGNNConfig, EGNNForceField
 from .mace import MACEConfig, MACEForceField
 
@@ -36,5 +37,5 @@ def build_model(config, seed: int = 0, dtype: torch.dtype = torch.float32) -> Fo
     return model.to(dtype)
 
 
-__all__ = ["BACKENDS", "EGNNConfig", "ForceField", "MACEConfig", "build_model",
-           "config_from_dict", "energy_and_forces", "predict_in_batches"]
+__all__ = ["BACKENDS", "DTYPES", "EGNNConfig", "ForceField", "MACEConfig", "build_model",
+           "check_species", "config_from_dict", "energy_and_forces", "predict_in_batches"]

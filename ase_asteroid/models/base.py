@@ -13,13 +13,29 @@ fitted from data, and into forces F = -∂E/∂r by automatic differentiation (o
 from __future__ import annotations
 
 from dataclasses import asdict
+import copy
 from typing import Callable, Iterator, Mapping, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
 from ..data.dataset import element_symbol
 from ..graph import Batch, batch_configurations
+from .extras import ModelExtras
+
+
+def check_species(numbers, species: Sequence[int]) -> None:
+    """ValueError naming the atoms whose element is not among `species` (the elements a
+    model was trained on): the one check of unknown elements, for every way a model runs."""
+    numbers = np.asarray(numbers).reshape(-1)
+    unknown = np.flatnonzero(~np.isin(numbers, list(species)))
+    if not len(unknown):
+        return
+    listed = ", ".join(f"{element_symbol(int(numbers[i]))} (atom {i})" for i in unknown[:10])
+    more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
+    known = ", ".join(element_symbol(z) for z in sorted(species))
+    raise ValueError(f"this model was never trained on {listed}{more}; it knows {known}")
 
 
 def energy_and_forces(energy_fn: Callable[[torch.Tensor], torch.Tensor], positions: torch.Tensor,
@@ -60,16 +76,37 @@ class ForceField(nn.Module):
         self.register_buffer("scale", torch.tensor(1.0), persistent=False)
         self.register_buffer("shift", torch.tensor(0.0), persistent=False)
         self.register_buffer("head_of_fidelity", torch.zeros(1, dtype=torch.long), persistent=False)
-        self.history: list[dict] = []
-        self.delta_baseline: str | None = None  # Δ-learning: the cheap method added at inference (see delta.py)
-        self.prior: nn.Module | None = None  # auxiliary prior (refinement/prior.py), trained on its own head
-        self.graph_spectrum: dict | None = None  # training graphs' mean Laplacian spectrum (refinement/radius.py)
+        self.extras = ModelExtras()  # prior head, Δ baseline, graph spectrum, history (models/extras.py)
 
     # --- what a backend implements -------------------------------------------------
     def node_energies(self, batch: Batch, positions: torch.Tensor,
                       species: torch.Tensor) -> torch.Tensor:
         """Per-atom energy contributions ε [N] (dimensionless, multiplied by ``scale``)."""
         raise NotImplementedError
+
+    def readout_modules(self) -> list[nn.Module]:
+        """The readout heads (per-atom energy from the final features)."""
+        raise NotImplementedError
+
+    def _rescale_cutoff(self, cutoff_A: float) -> None:
+        """Rescale the radial basis and envelope to `cutoff_A` in place (see models/radial.py)."""
+        raise NotImplementedError
+
+    # --- what refinement uses -----------------------------------------------------------
+    def representation_parameters(self) -> list[nn.Parameter]:
+        """Every trainable parameter except the readout heads' (what test-time training adapts)."""
+        readout = {id(p) for module in self.readout_modules() for p in module.parameters()}
+        return [p for p in self.parameters() if id(p) not in readout]
+
+    def with_cutoff(self, cutoff_A: float) -> "ForceField":
+        """A copy that builds its graphs at `cutoff_A` (Å), its radial basis and envelope
+        rescaled to it (the weights are the same values, not retrained)."""
+        if not cutoff_A > 0:
+            raise ValueError(f"cutoff must be positive (Å), got {cutoff_A}")
+        adapted = copy.deepcopy(self)
+        adapted._rescale_cutoff(float(cutoff_A))
+        adapted.cutoff = float(cutoff_A)
+        return adapted
 
     # --- normalisation ---------------------------------------------------------------
     def set_normalization(self, references: Mapping[str, Mapping[int, float]],
@@ -139,9 +176,7 @@ class ForceField(nn.Module):
         """Row of each atom's element in the model's species; ValueError for unknown elements."""
         index = self.species_lookup[numbers]
         if (index < 0).any():
-            unknown = sorted({element_symbol(int(z)) for z in numbers[index < 0]})
-            known = [element_symbol(z) for z in self.species]
-            raise ValueError(f"element(s) {unknown} were never seen by this model (knows {known})")
+            check_species(numbers.cpu().numpy(), self.species)
         return index
 
     def forward(self, batch: Batch, compute_forces: bool = True,

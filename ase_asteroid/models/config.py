@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import torch
+
+#: The floating-point types a model may run in, by the name configs and checkpoints use.
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
 
 def freeze_sequences(config, *names: str) -> None:
     """Turn list fields (e.g. from JSON or YAML) into tuples on a frozen dataclass."""

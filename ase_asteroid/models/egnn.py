@@ -23,6 +23,7 @@ from torch import nn
 from ..graph import Batch
 from .base import ForceField
 from .config import check_common, check_positive
+from .radial import rescale_radial
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,12 @@ class EGNNForceField(ForceField):
         heads = config.num_heads
         self.readout = (_mlp(config.channels, config.channels, 1) if heads == 1 else
                         nn.ModuleList(_mlp(config.channels, config.channels, 1) for _ in range(heads)))
+
+    def readout_modules(self) -> list[nn.Module]:
+        return [self.readout]
+
+    def _rescale_cutoff(self, cutoff_A: float) -> None:
+        rescale_radial(self.radial, self.envelope, cutoff_A)
 
     def node_energies(self, batch: Batch, positions: torch.Tensor,
                       species: torch.Tensor) -> torch.Tensor:

@@ -20,6 +20,7 @@ import torch
 from ..graph import Batch
 from .base import ForceField
 from .config import check_common, check_positive, freeze_sequences
+from .radial import rescale_radial
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,15 @@ class MACEForceField(ForceField):
             correlation=config.correlation, gate=torch.nn.functional.silu,
             radial_MLP=list(config.radial_mlp),
             **({"heads": [f"head{i}" for i in range(config.num_heads)]} if config.num_heads > 1 else {}))
+
+    def readout_modules(self) -> list[torch.nn.Module]:
+        return [self.mace.readouts]
+
+    def _rescale_cutoff(self, cutoff_A: float) -> None:
+        """mace-torch's one radial embedding (shared by every interaction) and its r_max."""
+        embedding = self.mace.radial_embedding
+        rescale_radial(embedding.bessel_fn, embedding.cutoff_fn, cutoff_A)
+        self.mace.r_max.fill_(cutoff_A)
 
     def node_energies(self, batch: Batch, positions: torch.Tensor,
                       species: torch.Tensor) -> torch.Tensor:

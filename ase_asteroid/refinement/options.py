@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
-CHOICES = ("radius", "ttt", "radius+ttt")
+from .settings import CHOICES, RefineSettings, TTTSettings
+
+_DEFAULTS = TTTSettings()
 
 
 def add_refine_arguments(parser) -> None:
-    """--refine and the test-time-training options."""
+    """--refine and the test-time-training options (defaults from TTTSettings)."""
     parser.add_argument("--refine", choices=CHOICES, help="test-time refinement of a copy of the model "
                         "(radius: cutoff by graph spectrum; ttt: training on the LJ prior head)")
-    parser.add_argument("--ttt-steps", type=int, default=50, help="test-time training steps")
-    parser.add_argument("--ttt-lr", type=float, default=1e-4, help="test-time training learning rate")
-    parser.add_argument("--ttt-optimizer", choices=["adam", "sgd"], default="adam")
+    parser.add_argument("--ttt-steps", type=int, default=_DEFAULTS.steps, help="test-time training steps")
+    parser.add_argument("--ttt-lr", type=float, default=_DEFAULTS.lr, help="test-time training learning rate")
+    parser.add_argument("--ttt-optimizer", choices=["adam", "sgd"], default=_DEFAULTS.optimizer)
 
 
-def ttt_settings(args):
-    from .ttt import TTTSettings
+def ttt_settings(args) -> TTTSettings:
     return TTTSettings(args.ttt_steps, args.ttt_lr, args.ttt_optimizer)
+
+
+def refine_settings(args, every: int = 0) -> RefineSettings:
+    """The RefineSettings of parsed command-line arguments."""
+    return RefineSettings.parse(args.refine, ttt_settings(args), every)

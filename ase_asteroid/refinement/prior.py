@@ -1,130 +1,15 @@
-"""A Lennard-Jones prior with per-element-pair parameters, in torch:
-
-    E = Σ_{i<j in a molecule} D_ab [ (r⁰_ab / r)^12 − 2 (r⁰_ab / r)^6 ],  a, b the elements of i, j
-
-r⁰ (Å, the minimum) and D (eV, the well depth) start from UFF (r⁰ = √(x_a x_b),
-D = √(D_a D_b), as in labels/lj.py) and can be fitted to a dataset's forces. Energies and
-forces are analytic. Its labels cost microseconds, which is what test-time training needs;
-it is stored in the model (``model.prior``) and its checkpoint.
-"""
+"""Labels from the Lennard-Jones prior head (the head itself: models/prior.py), for joint
+training and test-time training."""
 
 from __future__ import annotations
 
-import itertools
-
-import numpy as np
 import torch
-from torch import nn
 
-from .. import units
 from ..data import Dataset
-from ..graph import Batch, batch_configurations
-from ..labels.lj import UFF
+from ..graph import batch_configurations
+from ..models.prior import PRIOR_FIDELITY, LJPrior
 
-PRIOR_FIDELITY = "lj-prior"
-
-
-class LJPrior(nn.Module):
-    """Per-element-pair Lennard-Jones energy [B] (eV) and forces [N, 3] (eV/Å) of a batch."""
-
-    def __init__(self, species) -> None:
-        super().__init__()
-        self.species = tuple(sorted(int(z) for z in species))
-        missing = [z for z in self.species if z not in UFF]
-        if missing:
-            raise ValueError(f"no UFF Lennard-Jones parameters for atomic number(s) {missing}")
-        pairs = list(itertools.combinations_with_replacement(range(len(self.species)), 2))
-        table = torch.zeros(len(self.species), len(self.species), dtype=torch.long)
-        for k, (a, b) in enumerate(pairs):
-            table[a, b] = table[b, a] = k
-        x = np.array([UFF[z][0] for z in self.species])
-        depth = units.to_eV(np.array([UFF[z][1] for z in self.species]), "kcal/mol")
-        self.register_buffer("pair_table", table)
-        self.register_buffer("log_r_min", torch.tensor([np.log(np.sqrt(x[a] * x[b])) for a, b in pairs]))
-        self.register_buffer("log_depth", torch.tensor([np.log(np.sqrt(depth[a] * depth[b])) for a, b in pairs]))
-        lookup = torch.full((119,), -1, dtype=torch.long)
-        lookup[list(self.species)] = torch.arange(len(self.species))
-        self.register_buffer("lookup", lookup, persistent=False)
-
-    def parameters_by_pair(self) -> dict[str, dict[str, float]]:
-        """{"C-H": {"r_min_A": ..., "depth_eV": ...}, ...}."""
-        from ..data.dataset import element_symbol
-        out = {}
-        for a, b in itertools.combinations_with_replacement(range(len(self.species)), 2):
-            k = int(self.pair_table[a, b])
-            name = f"{element_symbol(self.species[a])}-{element_symbol(self.species[b])}"
-            out[name] = {"r_min_A": float(self.log_r_min[k].exp()), "depth_eV": float(self.log_depth[k].exp())}
-        return out
-
-    def forward(self, batch: Batch, log_r_min: torch.Tensor | None = None,
-                log_depth: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        i, j = _intramolecular_pairs(batch)
-        kinds = self.lookup[batch.numbers]
-        k = self.pair_table[kinds[i], kinds[j]]
-        dtype = batch.positions.dtype  # parameters are cast, never the module: a float32 model keeps its prior
-        r_min = (self.log_r_min if log_r_min is None else log_r_min).to(dtype)[k].exp()
-        depth = (self.log_depth if log_depth is None else log_depth).to(dtype)[k].exp()
-        vectors = batch.positions[j] - batch.positions[i]
-        r = vectors.norm(dim=1)
-        ratio6 = (r_min / r) ** 6
-        pair_energy = depth * (ratio6 ** 2 - 2 * ratio6)
-        de_dr = depth * 12 * (ratio6 - ratio6 ** 2) / r
-        pull = (de_dr / r)[:, None] * vectors  # dE/dr_j = -F_j
-        forces = torch.zeros_like(batch.positions).index_add(0, i, pull).index_add(0, j, -pull)
-        energy = torch.zeros(batch.num_graphs, dtype=r.dtype).index_add(0, batch.batch[i], pair_energy)
-        return energy, forces
-
-    def fit(self, data: Dataset, steps: int = 500, lr: float = 0.02, max_configurations: int = 300) -> dict:
-        """Fit r⁰ and D of every pair to the forces of `data` (least squares, Adam), starting
-        from r⁰ = the median over configurations of the pair's shortest distance and
-        D = 0.5 eV (UFF's r⁰ puts bonded pairs deep in the repulsive wall); returns the
-        force RMSE of UFF and of the fit (eV/Å)."""
-        configs = [c for c in data if c.forces is not None][:max_configurations]
-        batch = batch_configurations(configs, 1.0).to(dtype=torch.float64)
-        uff = float(((self(batch)[1] - batch.forces) ** 2).mean().sqrt())
-        shortest, present = self._shortest_distances(batch)
-        log_r_min = torch.log(shortest).requires_grad_(True)
-        log_depth = torch.where(present, float(np.log(0.5)), self.log_depth.double()).requires_grad_(True)
-        optimizer = torch.optim.Adam([log_r_min, log_depth], lr=lr)
-
-        def rmse():
-            return ((self(batch, log_r_min, log_depth)[1] - batch.forces) ** 2).mean().sqrt()
-
-        for _ in range(steps):
-            optimizer.zero_grad()
-            loss = rmse()
-            loss.backward()
-            optimizer.step()
-        with torch.no_grad():
-            self.log_r_min.copy_(log_r_min.to(self.log_r_min.dtype))
-            self.log_depth.copy_(log_depth.to(self.log_depth.dtype))
-        return {"force_rmse_uff_eV_per_A": uff, "force_rmse_fitted_eV_per_A": float(rmse().detach())}
-
-    def _shortest_distances(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per pair kind: the median over graphs of its shortest distance (UFF's r⁰ if the
-        kind never occurs), and whether it occurs."""
-        i, j = _intramolecular_pairs(batch)
-        kinds = self.lookup[batch.numbers]
-        k = self.pair_table[kinds[i], kinds[j]]
-        r = (batch.positions[j] - batch.positions[i]).norm(dim=1)
-        result = self.log_r_min.detach().double().exp().clone()
-        present = torch.zeros(len(result), dtype=torch.bool)
-        for kind in range(len(result)):
-            per_graph = [r[(k == kind) & (batch.batch[i] == g)].min() for g in range(batch.num_graphs)
-                         if bool(((k == kind) & (batch.batch[i] == g)).any())]
-            if per_graph:
-                result[kind], present[kind] = torch.stack(per_graph).median(), True
-        return result, present
-
-
-def _intramolecular_pairs(batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-    """All atom pairs i < j within each graph of the batch."""
-    firsts, seconds = [], []
-    for start, stop in zip(batch.ptr[:-1].tolist(), batch.ptr[1:].tolist()):
-        i, j = torch.triu_indices(stop - start, stop - start, 1)
-        firsts.append(i + start)
-        seconds.append(j + start)
-    return torch.cat(firsts), torch.cat(seconds)
+__all__ = ["PRIOR_FIDELITY", "LJPrior", "prior_labelled"]
 
 
 def prior_labelled(data, prior: LJPrior, weight: float = 1.0, batch_size: int = 100) -> Dataset:

@@ -6,16 +6,12 @@ within the cutoff; an isolated atom has L_ii = 0) summarises connectivity. Train
 the mean spectrum (each sorted in decreasing order and zero-padded to the largest molecule)
 at the trained cutoff; at test time the candidate cutoff whose spectrum is nearest (squared
 L2, both padded to the same length) is chosen, and the model runs with its radial basis
-and envelope rescaled to that cutoff.
+and envelope rescaled to that cutoff (``ForceField.with_cutoff``).
 """
 
 from __future__ import annotations
 
-import copy
-
 import numpy as np
-import torch
-from mace.modules.radial import BesselBasis, PolynomialCutoff
 
 #: Candidate cutoffs relative to the trained one (Å).
 DEFAULT_OFFSETS_A = tuple(np.round(np.arange(-1.0, 1.01, 0.25), 2))
@@ -59,20 +55,3 @@ def choose_cutoff(reference: dict, structures, offsets_A=DEFAULT_OFFSETS_A) -> t
                                            for s in spectra]))
     best = min(distances, key=lambda c: (distances[c], abs(c - trained)))
     return best, distances
-
-
-def with_cutoff(model, cutoff_A: float):
-    """A copy of `model` that builds its graphs at `cutoff_A`, with every Bessel radial basis
-    and polynomial envelope rescaled to it (the weights are shared values, not retrained)."""
-    adapted = copy.deepcopy(model)
-    ratio = float(model.cutoff) / cutoff_A
-    with torch.no_grad():
-        for module in adapted.modules():
-            if isinstance(module, BesselBasis):
-                module.bessel_weights.mul_(ratio)
-                module.prefactor.fill_(float(np.sqrt(2.0 / cutoff_A)))
-                module.r_max.fill_(cutoff_A)
-            elif isinstance(module, PolynomialCutoff):
-                module.r_max.fill_(cutoff_A)
-    adapted.cutoff = float(cutoff_A)
-    return adapted

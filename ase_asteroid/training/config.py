@@ -10,11 +10,11 @@ from pathlib import Path
 import torch
 import yaml
 
+from ..models import DTYPES
 from .loop import FitConfig
 from .recipes import recipe
 
 METHODS = ("standard", "asteroid", "pretrain_finetune", "cheap_only", "score_matching", "delta", "multi_head")
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 @dataclass(frozen=True)

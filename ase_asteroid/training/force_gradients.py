@@ -27,7 +27,7 @@ from dataclasses import replace
 import torch
 
 from ..graph import Batch
-from .losses import energy_force_loss
+from ..losses import energy_force_loss
 
 METHODS = ("double_backprop", "central_difference", "forward_mode")
 

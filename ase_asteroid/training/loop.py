@@ -32,7 +32,7 @@ from ..graph import collate, graph_from_configuration
 from ..models import ForceField, predict_in_batches
 from .force_gradients import METHODS as FORCE_GRADIENTS
 from .force_gradients import default_epsilon, loss_and_backward
-from .losses import KINDS, score_matching_loss
+from ..losses import KINDS, score_matching_loss
 
 OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("cosine", "plateau")
@@ -293,7 +293,7 @@ def fit(model: ForceField, train: Dataset, val: Dataset, config: FitConfig = Fit
     refit_energy_references(model, train)
     record = {"stage": "fit", "config": asdict(config), "epochs": state["epoch"],
               "best_val_force_mae_eV_per_A": state["best"], "history": state["history"]}
-    model.history.append({k: v for k, v in record.items() if k != "history"})
+    model.extras.history.append({k: v for k, v in record.items() if k != "history"})
     if state_path is not None:
         Path(state_path).unlink(missing_ok=True)
     return model, record

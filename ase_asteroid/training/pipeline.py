@@ -16,21 +16,14 @@ import numpy as np
 
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..data import Dataset, read_dataset
+from ..data.tools import split_indices
 from ..delta import subtract_baseline
 from ..refinement.prior import prior_labelled
 from ..refinement.radius import mean_spectrum
-from ..evaluation import evaluate
 from ..models import ForceField, config_from_dict
 from .config import DataSpec, TrainConfig
 from .loop import FitConfig, errors, fit
 from .stages import bias_weights, force_bias, new_model, unlabelled, weighted
-
-
-def load_data(path: str, labels: str = "new") -> Dataset:
-    if path.startswith("demo:"):
-        from ..demo_data import load_demo
-        return load_demo(path.removeprefix("demo:"))
-    return read_dataset(path, labels=labels)
 
 
 @dataclass(frozen=True)
@@ -46,14 +39,14 @@ class Splits:
 
 
 def _split(spec: DataSpec) -> tuple[Dataset, Dataset]:
-    data = load_data(spec.path, spec.labels)
+    data = read_dataset(spec.path, labels=spec.labels)
     train = spec.train if spec.train >= 0 else len(data) - spec.val
     start = train if spec.val_start is None else spec.val_start
     if start < train or start + spec.val > len(data):
         raise ValueError(f"{spec.path}: validation perm[{start}:{start + spec.val}] must follow the training set "
                          f"perm[:{train}] and fit in its {len(data)} configurations")
-    perm = np.random.default_rng(spec.seed).permutation(len(data))
-    return data.subset(perm[:train]), data.subset(perm[start:start + spec.val])
+    train_part, _, val_part = split_indices(len(data), [train, start - train, spec.val], spec.seed)
+    return data.subset(train_part), data.subset(val_part)
 
 
 class _Stages:
@@ -74,11 +67,11 @@ class _Stages:
                 state.unlink(missing_ok=True)
             start = time.perf_counter()
             train = data
-            if model.prior is not None and config.objective == "labels":  # joint training with the prior head
-                train = data + prior_labelled(data, model.prior, self.prior_weight)
+            if model.extras.prior is not None and config.objective == "labels":  # joint training with the prior head
+                train = data + prior_labelled(data, model.extras.prior, self.prior_weight)
             model, record = fit(model, train, val, config, self.progress, state_path=state)
-            model.graph_spectrum = {"cutoff_A": model.cutoff, "spectrum": mean_spectrum(data, model.cutoff)}
-            model.history[-1].update(stage=name, parent=self.parent, seconds=round(time.perf_counter() - start, 1))
+            model.extras.graph_spectrum = {"cutoff_A": model.cutoff, "spectrum": mean_spectrum(data, model.cutoff)}
+            model.extras.history[-1].update(stage=name, parent=self.parent, seconds=round(time.perf_counter() - start, 1))
             _write_log(self.out / f"{name}_epochs", record["history"])
             save_checkpoint(model, path, data_hashes={name: data.content_hash()})
         self.paths[name], self.parent = path, path.name
@@ -123,7 +116,7 @@ def run_stages(config: TrainConfig, splits: Splits, progress: bool = True, resum
     if config.method == "delta":
         train, val = (subtract_baseline(d, config.delta_baseline, progress)[0] for d in (splits.train, splits.val))
         model = fresh(False, accurate=train)
-        model.delta_baseline = config.delta_baseline
+        model.extras.delta_baseline = config.delta_baseline
         return stages.run("delta", model, train, val, scratch), stages.paths
     if config.method == "score_matching":
         sm_fit = replace(pretrain, objective="score_matching", temperature_K=config.temperature_K)
@@ -155,7 +148,7 @@ def run_stages(config: TrainConfig, splits: Splits, progress: bool = True, resum
 
 def _prior(kind: str, species, data: Dataset):
     """The LJ prior of a run: UFF parameters ("lj-uff"), or fitted to `data`'s forces ("lj")."""
-    from ..refinement.prior import LJPrior
+    from ..models.prior import LJPrior
     prior = LJPrior(species)
     if kind == "lj":
         prior.fit(data)
@@ -176,11 +169,11 @@ def splits_from_config(config: TrainConfig) -> Splits:
 
 
 def run_training(config: TrainConfig, progress: bool = True, resume: bool = False) -> dict:
-    """Train as configured; returns {stage: checkpoint path} and the test evaluation, if any."""
+    """Train as configured; returns {stage: checkpoint path}, the final checkpoint
+    ("final": the chosen fine-tuned one, else the last stage's) and the data sizes. The
+    test set (config.test) is evaluated by the caller, through the Predictor."""
     splits = splits_from_config(config)
-    final, paths = run_stages(config, splits, progress, resume)
-    result = {"checkpoints": {k: str(v) for k, v in paths.items()},
-              "data": {"accurate": len(splits.train), "cheap": len(splits.cheap) if splits.cheap else 0}}
-    if config.test:
-        result["test"] = evaluate(final, load_data(config.test))
-    return result
+    _, paths = run_stages(config, splits, progress, resume)
+    final = paths.get("fine_tuned") or list(paths.values())[-1]
+    return {"checkpoints": {k: str(v) for k, v in paths.items()}, "final": str(final),
+            "data": {"accurate": len(splits.train), "cheap": len(splits.cheap) if splits.cheap else 0}}

@@ -40,7 +40,7 @@ def new_model(config, accurate: Dataset, cheap: Dataset | list[Dataset] | None =
         n, num_heads = len(references), config.num_heads
         references[PRIOR_FIDELITY] = fit_energy_references(prior_labelled(accurate, prior))[PRIOR_FIDELITY]
         heads = (list(range(n)) if num_heads == n + 1 else [0] * n) + [num_heads - 1]
-        model.prior = copy.deepcopy(prior).to(dtype)
+        model.extras.prior = copy.deepcopy(prior).to(dtype)
     model.set_normalization(references, scale=force_rms(accurate), heads=heads)
     return model
 

@@ -14,7 +14,7 @@ from dataclasses import replace
 import torch
 from ase.units import kB
 
-from ..graph import Batch
+from .graph import Batch
 
 KINDS = ("mse", "mae", "huber")
 

@@ -1,0 +1,41 @@
+"""What a model carries besides its network, as one typed part: the LJ prior head (its
+parameters are tensors of the model's state), the Δ-learning baseline's name, the
+training graphs' mean Laplacian spectrum (for radius refinement) and the training
+history. The checkpoint stores it with :meth:`ModelExtras.metadata` and restores it with
+:meth:`ModelExtras.restore`, so it never needs to know the features by name."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from .prior import LJPrior
+
+
+class ModelExtras(nn.Module):
+    """prior: the LJ prior head or None; delta_baseline: the cheap method (a labeller name)
+    whose energy and forces are added at inference, or None; graph_spectrum:
+    {"cutoff_A", "spectrum"} or None; history: one record per training stage."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.prior: LJPrior | None = None
+        self.delta_baseline: str | None = None
+        self.graph_spectrum: dict | None = None
+        self.history: list[dict] = []
+
+    def metadata(self) -> dict:
+        """Plain JSON-able values (the prior's tensors travel in the model's state)."""
+        return {"history": self.history, "delta_baseline": self.delta_baseline,
+                "prior": {"kind": "lj", "species": list(self.prior.species)} if self.prior is not None else None,
+                "graph_spectrum": self.graph_spectrum}
+
+    def restore(self, meta: dict) -> None:
+        """Set what :meth:`metadata` wrote (a prior is rebuilt empty; its tensors come with the state)."""
+        prior = meta.get("prior")
+        if prior:
+            if prior.get("kind") != "lj":
+                raise ValueError(f"unknown prior kind {prior.get('kind')!r} (this version knows 'lj')")
+            self.prior = LJPrior(prior["species"])
+        self.delta_baseline = meta.get("delta_baseline")
+        self.graph_spectrum = meta.get("graph_spectrum")
+        self.history = list(meta.get("history", []))
