@@ -63,6 +63,32 @@ def test_truncated_last_frame_is_dropped_on_append(frames, tmp_path):
     assert report.already_done == 2 and report.labelled == 1 and len(read_done(out)) == 3
 
 
+@pytest.mark.parametrize("cut", [1, 30, 200])
+def test_a_frame_torn_anywhere_is_dropped_and_the_rest_kept(frames, tmp_path, cut):
+    out = tmp_path / "cut.extxyz"
+    label_configurations(frames[:3], LJLabeler(), out, progress=False)
+    text = out.read_text()
+    out.write_text(text[: len(text) - cut])
+    assert len(read_done(out)) == 2
+
+
+def test_a_corrupt_frame_in_the_middle_is_an_error_naming_file_and_line(frames, tmp_path):
+    out = tmp_path / "bad.extxyz"
+    label_configurations(frames[:3], LJLabeler(), out, progress=False)
+    lines = out.read_text().splitlines(keepends=True)
+    n = len(frames[0]) + 2                                          # lines per frame
+    lines[n + 3] = "C  not-a-number 0.0 0.0 0.0 0.0 0.0\n"          # an atom line of the second frame
+    out.write_text("".join(lines))
+    with pytest.raises(ValueError, match=rf"bad.extxyz: frame starting at line {n + 1} does not parse"):
+        read_done(out)
+    with pytest.raises(ValueError, match="corrupt"):
+        label_configurations(frames[:3], LJLabeler(), out, mode="append", progress=False)
+    lines[n] = "garbage\n"
+    out.write_text("".join(lines))
+    with pytest.raises(ValueError, match=rf"line {n + 1}: expected the atom count"):
+        read_done(out)
+
+
 def test_failures_are_recorded_and_the_rest_goes_on(frames, tmp_path):
     out = tmp_path / "f.extxyz"
     FailingLJ.threshold = np.median([a.positions[0, 0] for a in frames])

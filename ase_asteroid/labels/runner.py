@@ -73,13 +73,27 @@ def choose_subset(n_total: int, subset: int | None, seed: int = 0) -> list[int]:
 
 
 def read_done(out: Path) -> list[Atoms]:
-    """Complete frames already in `out` (a truncated last frame is dropped)."""
-    frames = []
-    try:
-        for atoms in ase.io.iread(out, index=":", format="extxyz"):
-            frames.append(atoms)
-    except Exception:  # a partial last frame from a hard kill: keep what parsed
-        pass
+    """Complete frames already in `out`. A torn last frame (a hard kill mid-write: too few
+    lines, or no final newline, so its last number may be cut short) is dropped; anything else that does not parse is a
+    ValueError naming the file and line, since labels after it would be lost."""
+    text = Path(out).read_text()
+    lines, frames, start = text.splitlines(), [], 0
+    while start < len(lines) and any(line.strip() for line in lines[start:]):
+        try:
+            count = int(lines[start].strip())
+        except ValueError:
+            raise ValueError(f"{out}: line {start + 1}: expected the atom count of a frame, got "
+                             f"{lines[start][:40]!r}; the file is corrupt (repair or delete it)") from None
+        stop = start + count + 2
+        last = stop >= len(lines)
+        if stop > len(lines) or (last and not text.endswith("\n")):
+            break  # torn: the file ends inside this frame, or inside its last line (a number may be cut short)
+        try:
+            frames.append(ase.io.read(io.StringIO("\n".join(lines[start:stop]) + "\n"), format="extxyz"))
+        except Exception as error:  # ase raises many kinds for a malformed frame
+            raise ValueError(f"{out}: frame starting at line {start + 1} does not parse "
+                             f"({type(error).__name__}: {error}); the file is corrupt (repair or delete it)") from error
+        start = stop
     return frames
 
 
