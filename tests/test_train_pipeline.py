@@ -159,6 +159,27 @@ def test_resume_skips_finished_stages_and_gives_the_same_model(tmp_path, monkeyp
     assert all(torch.equal(whole[k], resumed[k]) for k in whole)
 
 
+def test_resume_refuses_a_stage_whose_data_or_config_changed(tmp_path, capsys):
+    """A finished stage is reused by --resume only if its stored data hash and training
+    config match this run's; otherwise the message names the stage and what changed."""
+    import ase.io
+    data = tmp_path / "accurate.extxyz"
+    frames = ase.io.read(FIXTURES / "ethanol_gfn2-xtb.extxyz", ":")
+    ase.io.write(data, frames, format="extxyz")
+    accurate = {"path": str(data), "train": 20, "val": 10}
+    argv = ["train", "--config", str(small(tmp_path, "standard", accurate=accurate, test=None)), "--resume"]
+    assert cli.main(argv[:-1]) == 0 and cli.main(argv) == 0     # unchanged: the stage is reused
+    frames[int(np.random.default_rng(0).permutation(len(frames))[0])].positions[0, 0] += 0.1  # a training frame
+    ase.io.write(data, frames, format="extxyz")
+    capsys.readouterr()
+    assert cli.main(argv) == 1
+    assert "stage 'standard' was trained on different data" in capsys.readouterr().err
+    ase.io.write(data, ase.io.read(FIXTURES / "ethanol_gfn2-xtb.extxyz", ":"), format="extxyz")
+    small(tmp_path, "standard", accurate=accurate, test=None, fit={"epochs": 3, "batch_size": 5})
+    assert cli.main(argv) == 1
+    assert "different config (epochs changed)" in capsys.readouterr().err
+
+
 def test_gamma_grid_is_chosen_by_validation_after_fine_tuning(tmp_path):
     from ase_asteroid.training.pipeline import run_training
     config = load_config(small(tmp_path, "asteroid", gamma_eV_per_A=[0.02, 0.2]))

@@ -9,12 +9,12 @@ from __future__ import annotations
 import csv
 import json
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from ..checkpoint import load_checkpoint, save_checkpoint
+from ..checkpoint import load_checkpoint, read_metadata, save_checkpoint
 from ..data import Dataset, read_dataset
 from ..data.tools import split_indices
 from ..delta import subtract_baseline
@@ -61,7 +61,7 @@ class _Stages:
     def run(self, name: str, model: ForceField, data: Dataset, val: Dataset, config: FitConfig) -> ForceField:
         path, state = self.out / f"{name}.ckpt", self.out / f"{name}.state.safetensors"
         if self.resume and path.exists():
-            model = load_checkpoint(path)
+            model = _finished_stage(name, path, data, config)
         else:
             if not self.resume:
                 state.unlink(missing_ok=True)
@@ -76,6 +76,23 @@ class _Stages:
             save_checkpoint(model, path, data_hashes={name: data.content_hash()})
         self.paths[name], self.parent = path, path.name
         return model
+
+
+def _finished_stage(name: str, path: Path, data: Dataset, config: FitConfig) -> ForceField:
+    """The model of a finished stage, for --resume; ValueError if the data it was trained on
+    (its stored content hash) or its training config differ from this run's."""
+    meta = read_metadata(path)
+    stored, now = meta.get("data_hashes", {}).get(name), data.content_hash()
+    if stored is not None and stored != now:
+        raise ValueError(f"{path}: stage {name!r} was trained on different data (content hash {stored[:12]}, "
+                         f"now {now[:12]}); train without --resume, or into another --out")
+    saved = (meta.get("history") or [{}])[-1].get("config")
+    wanted = json.loads(json.dumps(asdict(config)))
+    if saved is not None and saved != wanted:
+        changed = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
+        raise ValueError(f"{path}: stage {name!r} was trained with a different config ({', '.join(changed)} "
+                         f"changed); train without --resume, or into another --out")
+    return load_checkpoint(path)
 
 
 def _write_log(stem: Path, history: list[dict]) -> None:
