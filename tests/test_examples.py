@@ -37,4 +37,4 @@ def test_train_on_demo_example(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "egnn on 20 gfn2-xtb configurations, 1 epochs: test force MAE" in printed and "kcal/mol/Å" in printed
     model = load_checkpoint(out)
-    assert model.config.name == "egnn" and model.history[-1]["epochs"] == 1
+    assert model.config.name == "egnn" and model.extras.history[-1]["epochs"] == 1
