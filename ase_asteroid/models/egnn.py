@@ -17,12 +17,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from mace.modules.radial import BesselBasis, PolynomialCutoff
 from torch import nn
 
 from ..graph import Batch
 from .base import ForceField
 from .config import check_common, check_positive
+from .radial import BesselBasis, PolynomialCutoff
 
 
 @dataclass(frozen=True)

@@ -10,16 +10,13 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 
-with warnings.catch_warnings():  # e3nn's torch.load of its constants warns under torch 2.13
-    warnings.simplefilter("ignore", UserWarning)
-    import mace.modules  # mace before e3nn: e3nn alone fails under torch 2.13
-    from e3nn import o3
 import numpy as np
 import torch
 
 from ..graph import Batch
 from .base import ForceField
 from .config import check_common, check_positive, freeze_sequences
+from .mace_import import import_mace
 
 
 @dataclass(frozen=True)
@@ -67,14 +64,15 @@ class MACEForceField(ForceField):
 
     def __init__(self, config: MACEConfig) -> None:
         super().__init__(config)
-        block = mace.modules.interaction_classes["RealAgnosticResidualInteractionBlock"]
+        modules, o3 = import_mace()  # only here: EGNN models never import mace
         with warnings.catch_warnings():  # TorchScript chatter from e3nn's code generation
             warnings.filterwarnings("ignore", message="The TorchScript type system")
-            self.mace = self._build(config, block)
+            self.mace = self._build(config, modules, o3)
 
     @staticmethod
-    def _build(config: MACEConfig, block) -> "mace.modules.MACE":
-        return mace.modules.MACE(
+    def _build(config: MACEConfig, modules, o3) -> "mace.modules.MACE":
+        block = modules.interaction_classes["RealAgnosticResidualInteractionBlock"]
+        return modules.MACE(
             r_max=config.cutoff, num_bessel=config.num_bessel,
             num_polynomial_cutoff=config.num_polynomial_cutoff, max_ell=config.max_ell,
             interaction_cls=block, interaction_cls_first=block,
