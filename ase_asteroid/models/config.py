@@ -1,30 +1,71 @@
-"""Validation helpers shared by the backends' frozen config dataclasses."""
+"""Validation shared by the backends' frozen config dataclasses.
+
+Every field is checked by the type its annotation names and by a range from the backend's
+table of limits, before anything is built: configs come from YAML and from checkpoint
+metadata, and a size such as ``num_layers: 1e9`` must fail here, naming the field, rather
+than exhaust memory in a constructor. The upper limits are far beyond any sensible model.
+"""
 
 from __future__ import annotations
 
-
-def freeze_sequences(config, *names: str) -> None:
-    """Turn list fields (e.g. from JSON or YAML) into tuples on a frozen dataclass."""
-    for name in names:
-        object.__setattr__(config, name, tuple(getattr(config, name)))
+import math
+from dataclasses import fields
+from numbers import Integral, Real
 
 
-def check_common(config, expected_name: str) -> None:
-    """ValueError for a wrong name, no species, unknown elements or a non-positive cutoff."""
+def _type_error(name: str, expected: str, value) -> ValueError:
+    return ValueError(f"{name} must be {expected}, got {value!r} ({type(value).__name__})")
+
+
+def _checked(name: str, kind: str, value):
+    """`value` as the annotation `kind` asks (int, float, str or tuple[int, ...]), or ValueError."""
+    if kind == "int":
+        if isinstance(value, bool) or not isinstance(value, Integral):
+            raise _type_error(name, "an integer", value)
+        return int(value)
+    if kind == "float":
+        if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
+            raise _type_error(name, "a finite number", value)
+        return float(value)
+    if kind == "str":
+        if not isinstance(value, str):
+            raise _type_error(name, "a string", value)
+        return value
+    if kind.startswith("tuple"):
+        if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+            raise _type_error(name, "a list of integers", value)
+        return tuple(_checked(f"{name}[{i}]", "int", v) for i, v in enumerate(value))
+    raise TypeError(f"no check for the annotation {kind!r} of {name}")
+
+
+def check_fields(config, expected_name: str, limits: dict[str, tuple[float, float]]) -> None:
+    """ValueError naming the first field of the wrong type or outside its limits (inclusive;
+    for a list field, every element and the number of elements ``"len:" + name``), then the
+    common checks (name, species)."""
     if config.name != expected_name:
         raise ValueError(f"config name {config.name!r} does not match {expected_name!r}")
-    freeze_sequences(config, "species")
-    object.__setattr__(config, "species", tuple(sorted(int(z) for z in config.species)))
+    for field in fields(config):
+        object.__setattr__(config, field.name, _checked(field.name, str(field.type), getattr(config, field.name)))
+    for name, (low, high) in limits.items():
+        if name.startswith("len:"):
+            count = len(getattr(config, name[4:]))
+            if not low <= count <= high:
+                raise ValueError(f"{name[4:]} must have {low}..{high} entries, got {count}")
+            continue
+        values = getattr(config, name)
+        for value in values if isinstance(values, tuple) else [values]:
+            if not low <= value <= high:
+                raise ValueError(f"{name} must be in {low}..{high}, got {values!r}")
+    _check_species(config)
+
+
+def _check_species(config) -> None:
+    object.__setattr__(config, "species", tuple(sorted(config.species)))
     if not config.species:
         raise ValueError("species must list at least one atomic number")
     if any(not 1 <= z <= 118 for z in config.species) or len(set(config.species)) != len(config.species):
         raise ValueError(f"species must be distinct atomic numbers in 1..118, got {config.species}")
-    if not config.cutoff > 0:
-        raise ValueError(f"cutoff must be positive (Å), got {config.cutoff}")
 
 
-def check_positive(config, *names: str) -> None:
-    """ValueError naming the first field that is not > 0."""
-    for name in names:
-        if not getattr(config, name) > 0:
-            raise ValueError(f"{name} must be positive, got {getattr(config, name)}")
+#: Limits every backend shares: cutoff (Å), neighbour normalisation, readout heads.
+COMMON_LIMITS = {"cutoff": (1e-3, 30.0), "avg_num_neighbors": (1e-3, 1e4), "num_heads": (1, 64)}

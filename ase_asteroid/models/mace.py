@@ -7,6 +7,7 @@ mace-torch model, so mace-torch's own tools (e.g. MACECalculator) can run the sa
 
 from __future__ import annotations
 
+import re
 import warnings
 from dataclasses import dataclass
 
@@ -15,7 +16,7 @@ import torch
 
 from ..graph import Batch
 from .base import ForceField
-from .config import check_common, check_positive, freeze_sequences
+from .config import COMMON_LIMITS, check_fields
 from .mace_import import import_mace
 
 
@@ -45,18 +46,22 @@ class MACEConfig:
     name: str = "mace"
 
     def __post_init__(self) -> None:
-        check_common(self, "mace")
-        freeze_sequences(self, "radial_mlp")
-        check_positive(self, "channels", "max_ell", "correlation", "num_interactions",
-                       "num_bessel", "num_polynomial_cutoff", "avg_num_neighbors", "num_heads")
-        if not 0 <= self.max_L <= 3:
-            raise ValueError(f"max_L must be 0..3, got {self.max_L}")
+        check_fields(self, "mace", MACE_LIMITS)
+        if not re.fullmatch(r"[1-9][0-9]{0,2}x0e", self.mlp_irreps):
+            raise ValueError(f"mlp_irreps must be scalar irreps such as '16x0e' (at most 999x0e), "
+                             f"got {self.mlp_irreps!r}")
 
     @property
     def hidden_irreps(self) -> str:
         """e.g. '32x0e + 32x1o' for channels=32, max_L=1."""
         return " + ".join(f"{self.channels}x{l}{'e' if l % 2 == 0 else 'o'}"
                           for l in range(self.max_L + 1))
+
+
+#: Inclusive limits of each field: far beyond sensible models, small enough to build.
+MACE_LIMITS = {**COMMON_LIMITS, "channels": (1, 512), "max_L": (0, 3), "max_ell": (1, 4),
+               "correlation": (1, 4), "num_interactions": (1, 6), "num_bessel": (1, 32),
+               "num_polynomial_cutoff": (1, 16), "radial_mlp": (1, 1024), "len:radial_mlp": (1, 6)}
 
 
 class MACEForceField(ForceField):
