@@ -58,6 +58,15 @@ def test_other_methods(tmp_path, method, stages):
     ({"more_cheap": [{"path": "x.npz"}]}, "more_cheap and head_loss_weights are options of the multi_head"),
     ({"more_cheap": [{"pth": "x.npz"}], "method": "multi_head"}, r"more_cheap\[0\]: unknown key"),
     ({"gamma_eV_per_A": -1}, "gamma_eV_per_A: must be a positive number"),
+    ({"fit": {"lr": "fast"}}, r"fit: lr must be a finite number, got 'fast' \(str\)"),
+    ({"fit": {"epochs": 2.5}}, r"fit: epochs must be an integer, got 2.5 \(float\)"),
+    ({"fit": {"amsgrad": "yes"}}, r"fit: amsgrad must be true or false"),
+    ({"pretrain_fit": {"batch_size": "5"}}, r"pretrain_fit: batch_size must be an integer, got '5'"),
+    ({"accurate": {"path": 5}}, r"path must be a string, got 5 \(int\)"),
+    ({"accurate": {"path": "x.npz", "train": "all"}}, r"train must be an integer, got 'all'"),
+    ({"temperature_K": "hot"}, r"temperature_K must be a finite number, got 'hot'"),
+    ({"model": {"name": "egnn", "channels": "64"}}, r"channels must be an integer, got '64'"),
+    ({"dtype": "double"}, r"dtype: must be one of \['float32', 'float64'\]"),
 ])
 def test_bad_config_names_the_key(tmp_path, change, message, capsys):
     path = small(tmp_path, "asteroid")
@@ -66,6 +75,29 @@ def test_bad_config_names_the_key(tmp_path, change, message, capsys):
     with pytest.raises(ValueError, match=message):
         load_config(path)
     assert cli.main(["train", "--config", str(path)]) == 1
+
+
+def test_yaml_numbers_in_exponent_notation_are_numbers(tmp_path):
+    """PyYAML (YAML 1.1) reads 1e-3 as a string; the training YAML reads it as YAML 1.2 does."""
+    path = small(tmp_path, "asteroid")
+    path.write_text(path.read_text() + "prior_weight: 2e-1\n")
+    text = path.read_text().replace("fit:\n", "fit:\n  lr: 1e-3\n  min_lr: 5E-6\n", 1)
+    path.write_text(text)
+    config = load_config(path)
+    assert config.fit_config("scratch").lr == 1e-3 and config.fit_config("scratch").min_lr == 5e-6
+    assert config.prior_weight == 0.2
+
+
+@pytest.mark.parametrize("text, where", [("method: [asteroid\n", ":2:1: YAML syntax error"),
+                                         ("method: asteroid\n  bad: indent: x\n", ":2:")])
+def test_yaml_syntax_error_is_one_line_with_line_and_column(tmp_path, text, where, capsys):
+    path = tmp_path / "broken.yaml"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=where):
+        load_config(path)
+    assert cli.main(["train", "--config", str(path)]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith(f"asteroid: error: {path}:") and error.count("\n") == 1
 
 
 @pytest.mark.parametrize("name", ["asteroid_demo.yaml", "standard_demo.yaml", "score_matching_demo.yaml",

@@ -17,8 +17,12 @@ def _type_error(name: str, expected: str, value) -> ValueError:
     return ValueError(f"{name} must be {expected}, got {value!r} ({type(value).__name__})")
 
 
-def _checked(name: str, kind: str, value):
-    """`value` as the annotation `kind` asks (int, float, str or tuple[int, ...]), or ValueError."""
+def checked_value(name: str, kind: str, value):
+    """`value` as the annotation `kind` asks (int, float, bool, str, tuple[int, ...], each
+    optionally ``| None``), or ValueError naming `name` and the expected type. Integers are
+    accepted for floats (and made floats); other annotations are left to their own checks."""
+    if kind.endswith(" | None"):
+        return None if value is None else checked_value(name, kind.removesuffix(" | None"), value)
     if kind == "int":
         if isinstance(value, bool) or not isinstance(value, Integral):
             raise _type_error(name, "an integer", value)
@@ -27,15 +31,21 @@ def _checked(name: str, kind: str, value):
         if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
             raise _type_error(name, "a finite number", value)
         return float(value)
-    if kind == "str":
-        if not isinstance(value, str):
-            raise _type_error(name, "a string", value)
-        return value
+    if kind in ("str", "bool") and not isinstance(value, {"str": str, "bool": bool}[kind]):
+        raise _type_error(name, "a string" if kind == "str" else "true or false", value)
     if kind.startswith("tuple"):
         if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
             raise _type_error(name, "a list of integers", value)
-        return tuple(_checked(f"{name}[{i}]", "int", v) for i, v in enumerate(value))
-    raise TypeError(f"no check for the annotation {kind!r} of {name}")
+        return tuple(checked_value(f"{name}[{i}]", "int", v) for i, v in enumerate(value))
+    return value
+
+
+def check_types(config) -> None:
+    """Check (and normalise: int -> float, list -> tuple) every field of a frozen dataclass
+    by its annotation; ValueError naming the first field of the wrong type."""
+    for field in fields(config):
+        value = checked_value(field.name, str(field.type), getattr(config, field.name))
+        object.__setattr__(config, field.name, value)
 
 
 def check_fields(config, expected_name: str, limits: dict[str, tuple[float, float]]) -> None:
@@ -44,8 +54,7 @@ def check_fields(config, expected_name: str, limits: dict[str, tuple[float, floa
     common checks (name, species)."""
     if config.name != expected_name:
         raise ValueError(f"config name {config.name!r} does not match {expected_name!r}")
-    for field in fields(config):
-        object.__setattr__(config, field.name, _checked(field.name, str(field.type), getattr(config, field.name)))
+    check_types(config)
     for name, (low, high) in limits.items():
         if name.startswith("len:"):
             count = len(getattr(config, name[4:]))
