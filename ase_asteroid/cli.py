@@ -116,9 +116,12 @@ def _add_train_parser(commands) -> None:
     train = commands.add_parser("train", help="train a force field from a YAML config (see examples/*.yaml)")
     train.add_argument("--config", required=True, help="YAML file")
     train.add_argument("--out", help="output folder (overrides the config's 'out')")
-    train.add_argument("--resume", action="store_true",
-                       help="continue an interrupted run in the same output folder: finished stages are loaded "
-                            "from their checkpoints, the interrupted one from its last finished epoch")
+    mode = train.add_mutually_exclusive_group()
+    mode.add_argument("--resume", action="store_true",
+                      help="continue an interrupted run in the same output folder: finished stages are loaded "
+                           "from their checkpoints, the interrupted one from its last finished epoch")
+    mode.add_argument("--overwrite", action="store_true",
+                      help="discard the results of an earlier run in the output folder (it is refused otherwise)")
 
 
 def train_command(args) -> str:
@@ -129,7 +132,8 @@ def train_command(args) -> str:
     from .training.pipeline import run_training
 
     config = load_config(args.config)
-    result = run_training(replace(config, out=args.out) if args.out else config, resume=args.resume)
+    result = run_training(replace(config, out=args.out) if args.out else config, resume=args.resume,
+                          overwrite=args.overwrite)
     lines = [f"{stage}: {path}" for stage, path in result["checkpoints"].items()]
     if "test" in result:
         lines += ["test:", format_evaluation(result["test"])]
@@ -172,4 +176,23 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileExistsError) as error:  # DataError and LabelError are ValueErrors
         print(f"asteroid: error: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        command = getattr(args, "data_command", None) or args.command
+        print(f"asteroid: interrupted; {_AFTER_INTERRUPT[command]}", file=sys.stderr)
+        return INTERRUPTED
     return 0
+
+
+#: The exit status of a command stopped by Ctrl-C (128 + SIGINT, as shells report it).
+INTERRUPTED = 130
+
+#: What an interrupted command kept, and how to continue it.
+_AFTER_INTERRUPT = {
+    "train": "finished stages and the last finished epoch are kept in the output folder; "
+             "run the same command with --resume to continue",
+    "label": "the labels written so far are kept in --out; run the same command with --append to continue",
+    "sample": "no configurations were written; run the command again",
+    "evaluate": "nothing was written",
+    "quickstart": "the checkpoints of finished methods are kept in --out; running it again starts over",
+    "info": "nothing was written",
+}

@@ -140,7 +140,7 @@ def test_delta_learning_adds_its_baseline_at_inference(tmp_path, capsys):
     assert atoms.get_potential_energy() == pytest.approx(plain.get_potential_energy(atoms) + lj_energy, abs=1e-9)
 
 
-def test_resume_skips_finished_stages_and_gives_the_same_model(tmp_path, monkeypatch):
+def test_resume_skips_finished_stages_and_gives_the_same_model(tmp_path, monkeypatch, capsys):
     """Ctrl-C in the second epoch of fine-tuning; --resume loads the pre-trained stage from
     its checkpoint, continues fine-tuning from its first epoch, and ends where an
     uninterrupted run ends."""
@@ -157,8 +157,8 @@ def test_resume_skips_finished_stages_and_gives_the_same_model(tmp_path, monkeyp
         return original_errors(*args, **kwargs)
 
     monkeypatch.setattr(loop, "errors", interrupt_third_epoch)
-    with pytest.raises(KeyboardInterrupt):
-        cli.main(["train", "--config", config, "--out", str(tmp_path / "cut")])
+    assert cli.main(["train", "--config", config, "--out", str(tmp_path / "cut")]) == 130
+    assert "interrupted; finished stages" in capsys.readouterr().err
     assert load_training_state(tmp_path / "cut" / "fine_tuned.state.safetensors")[1]["epoch"] == 1
     monkeypatch.setattr(loop, "errors", original_errors)
     original_fit, fitted = pipeline.fit, []
@@ -168,6 +168,47 @@ def test_resume_skips_finished_stages_and_gives_the_same_model(tmp_path, monkeyp
     whole = load_checkpoint(tmp_path / "whole" / "fine_tuned.ckpt").state_dict()
     resumed = load_checkpoint(tmp_path / "cut" / "fine_tuned.ckpt").state_dict()
     assert all(torch.equal(whole[k], resumed[k]) for k in whole)
+
+
+def test_a_folder_with_earlier_results_needs_resume_or_overwrite(tmp_path, capsys):
+    config = str(small(tmp_path, "standard"))
+    assert cli.main(["train", "--config", config]) == 0
+    finished = (tmp_path / "out" / "standard.ckpt").read_bytes()
+    (tmp_path / "out" / "notes.txt").write_text("mine")
+    assert cli.main(["train", "--config", config]) == 1
+    assert "holds results of an earlier run (standard.ckpt" in capsys.readouterr().err
+    assert (tmp_path / "out" / "standard.ckpt").read_bytes() == finished  # nothing was touched
+    (tmp_path / "out" / "standard.state.safetensors").write_bytes(b"stale")
+    assert cli.main(["train", "--config", config, "--overwrite"]) == 0
+    assert not (tmp_path / "out" / "standard.state.safetensors").exists()
+    assert (tmp_path / "out" / "notes.txt").read_text() == "mine"  # only the run's own files go
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--config", config, "--overwrite", "--resume"])
+
+
+@pytest.mark.parametrize("writer", ["pickle", "torch.save"])
+def test_planted_pickle_state_is_refused_and_runs_nothing(tmp_path, capsys, writer):
+    """A resume state is safetensors + JSON: a pickle at its path must not be unpickled."""
+    import pickle
+
+    import torch
+
+    marker = tmp_path / "payload_ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (exec, (f"open({str(marker)!r}, 'w').close()",))
+
+    state = tmp_path / "out" / "standard.state.safetensors"
+    state.parent.mkdir()
+    if writer == "pickle":
+        state.write_bytes(pickle.dumps({"epoch": Payload()}))
+    else:
+        torch.save({"epoch": Payload()}, state)
+    assert cli.main(["train", "--config", str(small(tmp_path, "standard")), "--resume"]) == 1
+    error = capsys.readouterr().err
+    assert "standard.state.safetensors: not a readable training state" in error and error.count("\n") == 1
+    assert not marker.exists()
 
 
 def test_gamma_grid_is_chosen_by_validation_after_fine_tuning(tmp_path):
