@@ -5,19 +5,27 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 
 from . import __version__
 from .refinement.options import add_refine_arguments, ttt_settings
 
 
 def data_info(path: str, as_json: bool = False, fidelity: str | None = None,
-              labels: str = "new") -> str:
+              labels: str = "new", energy_unit: str | None = None, force_unit: str | None = None) -> str:
     """The summary of one data file, as text or JSON."""
     from .data.readers import read_dataset
     from .data.summary import format_summary, summarize
 
-    summary = summarize(read_dataset(path, fidelity=fidelity, labels=labels))
+    summary = summarize(read_dataset(path, fidelity=fidelity, labels=labels, energy_unit=energy_unit,
+                                     force_unit=force_unit))
     return json.dumps(summary, indent=2) if as_json else format_summary(summary)
+
+
+def _add_unit_arguments(parser) -> None:
+    parser.add_argument("--energy-unit", help="energy unit of the file (eV, kcal/mol, Hartree, ...; default: "
+                                              "kcal/mol for npz, eV otherwise)")
+    parser.add_argument("--force-unit", help="force unit of the file (eV/Å, kcal/mol/Å, Hartree/Bohr, ...)")
 
 
 def _add_sample_parser(commands) -> None:
@@ -98,6 +106,7 @@ def _add_evaluate_parser(commands) -> None:
     evaluate.add_argument("--fidelity", help="the model's reference energies to predict with (default: its first)")
     evaluate.add_argument("--labels", choices=["new", "old"], default="new", help="rMD17 label set")
     evaluate.add_argument("--json", action="store_true")
+    _add_unit_arguments(evaluate)
     add_refine_arguments(evaluate)
 
 
@@ -107,7 +116,8 @@ def evaluate_command(args) -> str:
     from .evaluation import evaluate, format_evaluation
 
     model = load_checkpoint(args.checkpoint)
-    result = evaluate(model, read_dataset(args.data, labels=args.labels), args.fidelity, refine=args.refine,
+    data = read_dataset(args.data, labels=args.labels, energy_unit=args.energy_unit, force_unit=args.force_unit)
+    result = evaluate(model, data, args.fidelity, refine=args.refine,
                       ttt=ttt_settings(args))
     return format_evaluation(result, args.json)
 
@@ -153,12 +163,18 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--labels", choices=["new", "old"], default="new",
                       help="rMD17: recomputed PBE/def2-SVP (new) or original MD17 PBE+vdW-TS (old)")
     info.add_argument("--json", action="store_true", help="print JSON instead of text")
+    _add_unit_arguments(info)
     _add_sample_parser(data_commands)
     _add_label_parser(data_commands)
     _add_quickstart_parser(commands)
     _add_evaluate_parser(commands)
     _add_train_parser(commands)
     return parser
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings as one line each, like errors (not Python's file:line and source line)."""
+    print(f"asteroid: warning: {message}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -169,10 +185,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     run = {"quickstart": lambda: quickstart(args), "evaluate": lambda: evaluate_command(args),
            "train": lambda: train_command(args)}.get(args.command) or {
-        "info": lambda: data_info(args.file, args.json, args.fidelity, args.labels),
+        "info": lambda: data_info(args.file, args.json, args.fidelity, args.labels, args.energy_unit,
+                                  args.force_unit),
         "sample": lambda: data_sample(args), "label": lambda: data_label(args)}[args.data_command]
     try:
-        print(run())
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            print(run())
     except (ValueError, FileExistsError) as error:  # DataError and LabelError are ValueErrors
         print(f"asteroid: error: {error}", file=sys.stderr)
         return 1

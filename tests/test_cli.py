@@ -104,3 +104,15 @@ def test_ctrl_c_exits_130_with_one_line(monkeypatch, capsys, main, target, argv,
     assert main(argv) == 130
     error = capsys.readouterr().err
     assert error.startswith(kept) and error.count("\n") == 1 and "Traceback" not in error
+
+
+def test_unit_options_and_the_one_line_unit_warning(tmp_path, xtb_data, capsys):
+    import numpy as np
+    path = tmp_path / "ev.npz"  # an MD17-style file, but written in eV and eV/Å
+    np.savez(path, R=np.array([c.positions for c in xtb_data]), z=xtb_data[0].numbers,
+             E=np.array([c.energy for c in xtb_data]), F=np.array([c.forces for c in xtb_data]))
+    assert cli.main(["data", "info", str(path)]) == 0
+    error = capsys.readouterr().err
+    assert error.startswith("asteroid: warning: ") and "forces read as kcal/mol/Å" in error and error.count("\n") == 1
+    assert cli.main(["data", "info", str(path), "--energy-unit", "eV", "--force-unit", "eV/Å"]) == 0
+    assert capsys.readouterr().err == ""

@@ -66,6 +66,7 @@ def test_other_methods(tmp_path, method, stages):
     ({"accurate": {"path": "x.npz", "train": "all"}}, r"train must be an integer, got 'all'"),
     ({"temperature_K": "hot"}, r"temperature_K must be a finite number, got 'hot'"),
     ({"model": {"name": "egnn", "channels": "64"}}, r"channels must be an integer, got '64'"),
+    ({"accurate": {"path": "x.npz", "energy_unit": "kcal"}}, r"energy_unit/force_unit: unknown energy unit 'kcal'"),
     ({"dtype": "double"}, r"dtype: must be one of \['float32', 'float64'\]"),
 ])
 def test_bad_config_names_the_key(tmp_path, change, message, capsys):

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 import yaml
 
+from .. import units
 from ..models import DTYPES, config_from_dict
 from ..models.config import check_types
 from .loop import FitConfig
@@ -45,7 +46,9 @@ class DataSpec:
     """path (file or demo:NAME); with perm = default_rng(seed).permutation(len(file)):
     train = perm[:train] (-1: all but the validation set), val = perm[val_start:val_start + val]
     (val_start defaults to right after the training set; the MD17@CCSD protocol uses 250);
-    labels: rMD17 files only, "new" (PBE/def2-SVP) or "old" (the original MD17 PBE+vdW-TS)."""
+    labels: rMD17 files only, "new" (PBE/def2-SVP) or "old" (the original MD17 PBE+vdW-TS);
+    energy_unit / force_unit: the file's units (e.g. "eV", "kcal/mol/Å"; default: kcal/mol for
+    npz, eV otherwise, with a warning when the labels look like another unit)."""
 
     path: str
     train: int = -1
@@ -53,9 +56,15 @@ class DataSpec:
     seed: int = 0
     val_start: int | None = None
     labels: str = "new"
+    energy_unit: str | None = None
+    force_unit: str | None = None
 
     def __post_init__(self) -> None:
         check_types(self)
+        try:
+            units.energy_factor(self.energy_unit or "eV"), units.force_factor(self.force_unit or "eV/Å")
+        except ValueError as error:
+            raise ValueError(f"energy_unit/force_unit: {error}") from None
 
 
 @dataclass(frozen=True)

@@ -26,11 +26,13 @@ from .loop import FitConfig, errors, fit
 from .stages import bias_weights, force_bias, new_model, unlabelled, weighted
 
 
-def load_data(path: str, labels: str = "new") -> Dataset:
+def load_data(path: str, labels: str = "new", energy_unit: str | None = None,
+              force_unit: str | None = None) -> Dataset:
+    """A demo dataset (``demo:NAME``) or a file read in the given units (default: the format's)."""
     if path.startswith("demo:"):
         from ..demo_data import load_demo
         return load_demo(path.removeprefix("demo:"))
-    return read_dataset(path, labels=labels)
+    return read_dataset(path, labels=labels, energy_unit=energy_unit, force_unit=force_unit)
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,7 @@ class Splits:
 
 
 def _split(spec: DataSpec) -> tuple[Dataset, Dataset]:
-    data = load_data(spec.path, spec.labels)
+    data = load_data(spec.path, spec.labels, spec.energy_unit, spec.force_unit)
     train = spec.train if spec.train >= 0 else len(data) - spec.val
     start = train if spec.val_start is None else spec.val_start
     if start < train or start + spec.val > len(data):
