@@ -97,6 +97,7 @@ def test_egnn_message_layer_equals_its_definition_on_concatenated_features():
     ({"name": "mace", "species": [1], "radial_mlp": [64] * 40}, r"radial_mlp must have 1..6 entries, got 40"),
     ({"name": "mace", "species": [1], "mlp_irreps": "100000x0e"}, "mlp_irreps must be scalar irreps"),
     (["egnn"], "must be a mapping"),
+    ({"name": "egnn", "species": [[1, 6]]}, "species must be a list of integers"),
 ])
 def test_bad_configs_are_rejected_with_a_reason(values, message):
     with pytest.raises(ValueError, match=message):

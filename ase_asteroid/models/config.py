@@ -12,6 +12,8 @@ import math
 from dataclasses import fields
 from numbers import Integral, Real
 
+import numpy as np
+
 
 def _type_error(name: str, expected: str, value) -> ValueError:
     return ValueError(f"{name} must be {expected}, got {value!r} ({type(value).__name__})")
@@ -34,7 +36,7 @@ def checked_value(name: str, kind: str, value):
     if kind in ("str", "bool") and not isinstance(value, {"str": str, "bool": bool}[kind]):
         raise _type_error(name, "a string" if kind == "str" else "true or false", value)
     if kind.startswith("tuple"):
-        if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+        if not isinstance(value, (list, tuple, np.ndarray)) or np.ndim(value) != 1:
             raise _type_error(name, "a list of integers", value)
         return tuple(checked_value(f"{name}[{i}]", "int", v) for i, v in enumerate(value))
     return value
