@@ -12,7 +12,7 @@ from .checkpoint import load_checkpoint
 from .data.dataset import element_symbol
 from .delta import BaselineAdder
 from .graph import make_graph
-from .models import ForceField
+from .models import ForceField, as_dtype
 from .refinement.refine import check_refinable, refine_model
 from .refinement.ttt import TTTSettings
 
@@ -20,7 +20,8 @@ from .refinement.ttt import TTTSettings
 class AsteroidCalculator(Calculator):
     """Energy (eV) and forces (eV/Å) from a checkpoint path or a :class:`ForceField`.
 
-    device: torch device ("cpu", "cuda"); dtype: torch.float32 or torch.float64 (default:
+    device: torch device ("cpu", "cuda"); dtype: torch.float32 or torch.float64, or its name
+    "float32"/"float64" as the training YAML spells it (default:
     the model's own); fidelity: which energy references to use (default the model's first,
     the most accurate) and, for a multi-head model, which head; ``head=`` is accepted as
     the same thing.
@@ -38,13 +39,14 @@ class AsteroidCalculator(Calculator):
     implemented_properties = ("energy", "free_energy", "forces")
 
     def __init__(self, model: ForceField | str | Path, device: str | torch.device = "cpu",
-                 dtype: torch.dtype | None = None, fidelity: str | None = None, head: str | None = None,
+                 dtype: torch.dtype | str | None = None, fidelity: str | None = None, head: str | None = None,
                  refine: str | None = None, ttt_steps: int = 50, ttt_lr: float = 1e-4, ttt_optimizer: str = "adam",
                  ttt_every: int = 0, **kwargs) -> None:
         super().__init__(**kwargs)
         if head is not None and fidelity is not None and head != fidelity:
             raise ValueError(f"head={head!r} and fidelity={fidelity!r} name the same choice; give one")
         fidelity = fidelity if fidelity is not None else head
+        dtype = as_dtype(dtype)
         if isinstance(model, (str, Path)):
             model = load_checkpoint(model, device=device, dtype=dtype)
         elif isinstance(model, ForceField):

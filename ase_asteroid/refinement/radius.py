@@ -15,7 +15,8 @@ import copy
 
 import numpy as np
 import torch
-from mace.modules.radial import BesselBasis, PolynomialCutoff
+
+from ..models.radial import is_bessel_basis, is_polynomial_cutoff
 
 #: Candidate cutoffs relative to the trained one (Å).
 DEFAULT_OFFSETS_A = tuple(np.round(np.arange(-1.0, 1.01, 0.25), 2))
@@ -63,16 +64,17 @@ def choose_cutoff(reference: dict, structures, offsets_A=DEFAULT_OFFSETS_A) -> t
 
 def with_cutoff(model, cutoff_A: float):
     """A copy of `model` that builds its graphs at `cutoff_A`, with every Bessel radial basis
-    and polynomial envelope rescaled to it (the weights are shared values, not retrained)."""
+    and polynomial envelope rescaled to it (the weights are shared values, not retrained).
+    Both backends' radial modules are recognised by their buffers, so nothing imports mace here."""
     adapted = copy.deepcopy(model)
     ratio = float(model.cutoff) / cutoff_A
     with torch.no_grad():
         for module in adapted.modules():
-            if isinstance(module, BesselBasis):
+            if is_bessel_basis(module):
                 module.bessel_weights.mul_(ratio)
                 module.prefactor.fill_(float(np.sqrt(2.0 / cutoff_A)))
                 module.r_max.fill_(cutoff_A)
-            elif isinstance(module, PolynomialCutoff):
+            elif is_polynomial_cutoff(module):
                 module.r_max.fill_(cutoff_A)
     adapted.cutoff = float(cutoff_A)
     return adapted
