@@ -9,7 +9,7 @@ import torch
 from ase.calculators.calculator import Calculator, all_changes
 
 from .checkpoint import load_checkpoint
-from .models import ForceField
+from .models import ForceField, as_dtype
 from .predictor import MethodPredictor, Predictor
 from .refinement.settings import RefineSettings, TTTSettings
 
@@ -25,7 +25,8 @@ class AsteroidCalculator(Calculator):
     ready :class:`~ase_asteroid.predictor.Predictor` (or a reference method's
     MethodPredictor; the other options must then be left at their defaults).
 
-    device: torch device ("cpu", "cuda"); dtype: torch.float32 or torch.float64 (default:
+    device: torch device ("cpu", "cuda"); dtype: torch.float32 or torch.float64, or its name
+    "float32"/"float64" as the training YAML spells it (default:
     the model's own); fidelity: which energy references to use (default the model's first,
     the most accurate) and, for a multi-head model, which head; ``head=`` is accepted as
     the same thing.
@@ -44,7 +45,7 @@ class AsteroidCalculator(Calculator):
     implemented_properties = ("energy", "free_energy", "forces")
 
     def __init__(self, model: ForceField | str | Path | Predictor | MethodPredictor, device: str | torch.device = "cpu",
-                 dtype: torch.dtype | None = None, fidelity: str | None = None, head: str | None = None,
+                 dtype: torch.dtype | str | None = None, fidelity: str | None = None, head: str | None = None,
                  refine: str | None = None, ttt_steps: int | None = None, ttt_lr: float | None = None,
                  ttt_optimizer: str | None = None, ttt_every: int = 0, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -55,6 +56,7 @@ class AsteroidCalculator(Calculator):
         if head is not None and fidelity is not None and head != fidelity:
             raise ValueError(f"head={head!r} and fidelity={fidelity!r} name the same choice; give one")
         fidelity = fidelity if fidelity is not None else head
+        dtype = as_dtype(dtype)
         if isinstance(model, (str, Path)):
             model = load_checkpoint(model, device=device, dtype=dtype)
         elif isinstance(model, ForceField):

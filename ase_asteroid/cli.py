@@ -5,19 +5,27 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 
 from . import __version__
 from .refinement.options import add_refine_arguments, refine_settings
 
 
 def data_info(path: str, as_json: bool = False, fidelity: str | None = None,
-              labels: str = "new") -> str:
+              labels: str = "new", energy_unit: str | None = None, force_unit: str | None = None) -> str:
     """The summary of one data file, as text or JSON."""
     from .data.readers import read_dataset
     from .data.summary import format_summary, summarize
 
-    summary = summarize(read_dataset(path, fidelity=fidelity, labels=labels))
+    summary = summarize(read_dataset(path, fidelity=fidelity, labels=labels, energy_unit=energy_unit,
+                                     force_unit=force_unit))
     return json.dumps(summary, indent=2) if as_json else format_summary(summary)
+
+
+def _add_unit_arguments(parser) -> None:
+    parser.add_argument("--energy-unit", help="energy unit of the file (eV, kcal/mol, Hartree, ...; default: "
+                                              "kcal/mol for npz, eV otherwise)")
+    parser.add_argument("--force-unit", help="force unit of the file (eV/Å, kcal/mol/Å, Hartree/Bohr, ...)")
 
 
 def _add_sample_parser(commands) -> None:
@@ -98,6 +106,7 @@ def _add_evaluate_parser(commands) -> None:
     evaluate.add_argument("--fidelity", help="the model's reference energies to predict with (default: its first)")
     evaluate.add_argument("--labels", choices=["new", "old"], default="new", help="rMD17 label set")
     evaluate.add_argument("--json", action="store_true")
+    _add_unit_arguments(evaluate)
     add_refine_arguments(evaluate)
 
 
@@ -107,16 +116,20 @@ def evaluate_command(args) -> str:
     from .predictor import Predictor
 
     predictor = Predictor.from_checkpoint(args.checkpoint, args.fidelity, refine_settings(args))
-    return format_evaluation(evaluate(predictor, read_dataset(args.data, labels=args.labels)), args.json)
+    data = read_dataset(args.data, labels=args.labels, energy_unit=args.energy_unit, force_unit=args.force_unit)
+    return format_evaluation(evaluate(predictor, data), args.json)
 
 
 def _add_train_parser(commands) -> None:
     train = commands.add_parser("train", help="train a force field from a YAML config (see examples/*.yaml)")
     train.add_argument("--config", required=True, help="YAML file")
     train.add_argument("--out", help="output folder (overrides the config's 'out')")
-    train.add_argument("--resume", action="store_true",
-                       help="continue an interrupted run in the same output folder: finished stages are loaded "
-                            "from their checkpoints, the interrupted one from its last finished epoch")
+    mode = train.add_mutually_exclusive_group()
+    mode.add_argument("--resume", action="store_true",
+                      help="continue an interrupted run in the same output folder: finished stages are loaded "
+                           "from their checkpoints, the interrupted one from its last finished epoch")
+    mode.add_argument("--overwrite", action="store_true",
+                      help="discard the results of an earlier run in the output folder (it is refused otherwise)")
 
 
 def train_command(args) -> str:
@@ -129,7 +142,8 @@ def train_command(args) -> str:
     from .training.pipeline import run_training
 
     config = load_config(args.config)
-    result = run_training(replace(config, out=args.out) if args.out else config, resume=args.resume)
+    result = run_training(replace(config, out=args.out) if args.out else config, resume=args.resume,
+                          overwrite=args.overwrite)
     lines = [f"{stage}: {path}" for stage, path in result["checkpoints"].items()]
     if config.test:
         test = evaluate(Predictor.from_checkpoint(result["final"]), read_dataset(config.test))
@@ -150,12 +164,18 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--labels", choices=["new", "old"], default="new",
                       help="rMD17: recomputed PBE/def2-SVP (new) or original MD17 PBE+vdW-TS (old)")
     info.add_argument("--json", action="store_true", help="print JSON instead of text")
+    _add_unit_arguments(info)
     _add_sample_parser(data_commands)
     _add_label_parser(data_commands)
     _add_quickstart_parser(commands)
     _add_evaluate_parser(commands)
     _add_train_parser(commands)
     return parser
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings as one line each, like errors (not Python's file:line and source line)."""
+    print(f"asteroid: warning: {message}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -166,11 +186,33 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     run = {"quickstart": lambda: quickstart(args), "evaluate": lambda: evaluate_command(args),
            "train": lambda: train_command(args)}.get(args.command) or {
-        "info": lambda: data_info(args.file, args.json, args.fidelity, args.labels),
+        "info": lambda: data_info(args.file, args.json, args.fidelity, args.labels, args.energy_unit,
+                                  args.force_unit),
         "sample": lambda: data_sample(args), "label": lambda: data_label(args)}[args.data_command]
     try:
-        print(run())
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            print(run())
     except (ValueError, FileExistsError) as error:  # DataError and LabelError are ValueErrors
         print(f"asteroid: error: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        command = getattr(args, "data_command", None) or args.command
+        print(f"asteroid: interrupted; {_AFTER_INTERRUPT[command]}", file=sys.stderr)
+        return INTERRUPTED
     return 0
+
+
+#: The exit status of a command stopped by Ctrl-C (128 + SIGINT, as shells report it).
+INTERRUPTED = 130
+
+#: What an interrupted command kept, and how to continue it.
+_AFTER_INTERRUPT = {
+    "train": "finished stages and the last finished epoch are kept in the output folder; "
+             "run the same command with --resume to continue",
+    "label": "the labels written so far are kept in --out; run the same command with --append to continue",
+    "sample": "no configurations were written; run the command again",
+    "evaluate": "nothing was written",
+    "quickstart": "the checkpoints of finished methods are kept in --out; running it again starts over",
+    "info": "nothing was written",
+}

@@ -77,8 +77,9 @@ class Predictor:
     @classmethod
     def from_checkpoint(cls, path: str | Path, fidelity: str | None = None,
                         refine: RefineSettings | str | None = None, device: str | torch.device = "cpu",
-                        dtype: torch.dtype | None = None) -> "Predictor":
-        """A Predictor of the model saved at `path` (in its saved dtype unless `dtype` is given)."""
+                        dtype: torch.dtype | str | None = None) -> "Predictor":
+        """A Predictor of the model saved at `path` (in its saved dtype unless `dtype` is given:
+        a torch dtype or its name, "float32"/"float64", read by models.as_dtype)."""
         return cls(load_checkpoint(path, device=device, dtype=dtype), fidelity, refine)
 
     @property
@@ -211,7 +212,7 @@ class MethodPredictor:
 
 
 def predictor_for(source: str | Path, fidelity: str | None = None, refine: RefineSettings | str | None = None,
-                  device: str | torch.device = "cpu", dtype: torch.dtype | None = None
+                  device: str | torch.device = "cpu", dtype: torch.dtype | str | None = None
                   ) -> Predictor | MethodPredictor:
     """A checkpoint path's Predictor, or a reference method's MethodPredictor."""
     if str(source) in REFERENCE_METHODS:

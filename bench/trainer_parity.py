@@ -133,10 +133,16 @@ def run_peer(setting: str, work: Path, epochs: int, pretrain_epochs: int) -> dic
 
 
 def _peer_errors(model_path: Path, test) -> dict:
-    import mace  # noqa: F401  (before e3nn)
+    import torch
+
+    from ase_asteroid.models.mace_import import import_mace
+
+    import_mace()  # mace before e3nn, without leaving torch.load unsafe for the rest of the run
     from mace.calculators import MACECalculator
 
-    calc = MACECalculator(model_paths=str(model_path), device="cpu", default_dtype="float64")
+    # mace_run_train writes a pickled model: this run's own file, so it is loaded with the unpickler on purpose
+    peer = torch.load(model_path, map_location="cpu", weights_only=False)
+    calc = MACECalculator(models=peer, device="cpu", default_dtype="float64")
     force_errors, energy_errors = [], []
     for c in test:
         atoms = c.to_atoms()

@@ -112,11 +112,16 @@ class BatchedLangevin:
             return result.spec.steps - result.steps_completed
         return 0
 
-    def run(self, progress: bool = True, description: str = "MD") -> list[RunResult]:
-        """Step until every run has finished or diverged."""
+    def run(self, progress: bool = True, description: str = "MD",
+            on_finish: Callable[[int, RunResult], None] | None = None) -> list[RunResult]:
+        """Step until every run has finished or diverged; ``on_finish(index, result)`` is
+        called for each run as soon as it stops (so its result can be saved at once)."""
         total = sum(s.steps for s in self.specs)
         with tqdm(total=total, desc=description, unit="step", disable=not progress) as bar:
             while (alive := np.flatnonzero(self.alive())).size:
                 skipped = self.step(alive)
                 bar.update(len(alive) + skipped)
+                if on_finish is not None:
+                    for i in np.setdiff1d(alive, np.flatnonzero(self.alive())):
+                        on_finish(int(i), self.results[i])
         return self.results

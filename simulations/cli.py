@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ase_asteroid.cli import INTERRUPTED
 from ase_asteroid.refinement.options import add_refine_arguments, refine_settings, ttt_settings
 
 from .langevin import PAPER_FRICTION_PER_FS
@@ -122,4 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileExistsError) as error:
         print(f"asteroid-md: error: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        kept = ("finished runs are kept in --out; run the same command with --resume to continue"
+                if args.command == "stability" else "nothing was written")
+        print(f"asteroid-md: interrupted; {kept}", file=sys.stderr)
+        return INTERRUPTED
     return 0

@@ -1,6 +1,7 @@
 """The stability sweep: models × step sizes × replicas of Langevin MD, with divergence
-detection. Rows are written as tasks finish (``runs.jsonl``), so an interrupted sweep keeps
-what it finished and ``resume=True`` skips it. Seeds are derived from (seed, model name,
+detection. Each run's row is written the moment the run stops (``runs.jsonl``), so an
+interrupted sweep keeps every finished run and ``resume=True`` skips them; ``sweep.json``
+records the settings, and a resume with different ones is refused. Seeds are derived from (seed, model name,
 step size, replica), so any run can be repeated on its own.
 """
 
@@ -8,9 +9,9 @@ from __future__ import annotations
 
 import json
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 from ase import Atoms
@@ -85,20 +86,47 @@ def force_function(source: str, molecule: Atoms, config: SweepConfig | None = No
 
 
 def run_task(source: str, name: str, molecule: Atoms, config: SweepConfig,
-             runs: Sequence[tuple[float, int]]) -> list[dict]:
-    """Simulate the (step size, replica) runs of one model together; one row per run."""
+             runs: Sequence[tuple[float, int]], on_row: Callable[[dict], None] | None = None) -> list[dict]:
+    """Simulate the (step size, replica) runs of one model together; one row per run, also
+    passed to `on_row` the moment its run stops."""
     specs = [RunSpec(LangevinParameters(dt, config.temperature_K, config.friction_per_fs), config.steps(dt),
                      config.run_seed(name, dt, replica), keep_frames=replica < config.save_trajectories)
              for dt, replica in runs]
     engine = BatchedLangevin(molecule, force_function(source, molecule, config), specs, config.criteria,
                              config.record_every)
-    results = engine.run(progress=False)
-    return [{"model": name, "step_size_fs": dt, "replica": replica, "stable": r.stable,
-             "steps_completed": r.steps_completed, "steps_total": r.spec.steps,
-             "time_to_divergence_ps": None if r.stable else r.time_ps, "reason": r.reason or "stable",
-             "seed": list(r.spec.seed), "trace": r.trace if replica == 0 else None,
-             "frames": [f.tolist() for f in r.frames] if r.frames else None}
-            for (dt, replica), r in zip(runs, results)]
+    finished = None if on_row is None else (lambda i, result: on_row(_row(name, *runs[i], result)))
+    results = engine.run(progress=False, on_finish=finished)
+    return [_row(name, dt, replica, r) for (dt, replica), r in zip(runs, results)]
+
+
+def _row(name: str, dt: float, replica: int, r) -> dict:
+    return {"model": name, "step_size_fs": dt, "replica": replica, "stable": r.stable,
+            "steps_completed": r.steps_completed, "steps_total": r.spec.steps,
+            "time_to_divergence_ps": None if r.stable else r.time_ps, "reason": r.reason or "stable",
+            "seed": list(r.spec.seed), "trace": r.trace if replica == 0 else None,
+            "frames": [f.tolist() for f in r.frames] if r.frames else None}
+
+
+def sweep_settings(models: dict[str, str], molecule: Atoms, config: SweepConfig) -> dict:
+    """Everything a sweep's rows depend on, as JSON values (stored in ``sweep.json``)."""
+    settings = {"config": asdict(config), "models": dict(models),
+                "molecule": {"numbers": molecule.numbers.tolist(), "positions_A": molecule.positions.tolist()}}
+    return json.loads(json.dumps(settings))
+
+
+def check_same_settings(path: Path, settings: dict) -> None:
+    """ValueError naming every setting of the stored sweep at `path` that differs (a model
+    may be added to a sweep; an existing model name must keep its checkpoint)."""
+    stored = json.loads(path.read_text())
+    differences = [f"{key}: {stored['config'].get(key)!r} -> {value!r}"
+                   for key, value in settings["config"].items() if stored["config"].get(key) != value]
+    differences += [f"model {name}: {stored['models'][name]!r} -> {source!r}"
+                    for name, source in settings["models"].items() if stored["models"].get(name, source) != source]
+    if stored["molecule"] != settings["molecule"]:
+        differences.append("the starting molecule")
+    if differences:
+        raise ValueError(f"--resume: the sweep in {path.parent} was run with other settings ({'; '.join(differences)}); "
+                         "resume it with its own settings, or choose another --out")
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -125,29 +153,42 @@ def plan(models: dict[str, str], config: SweepConfig, done: set, spread: bool) -
 
 def run_sweep(models: dict[str, str], molecule: Atoms, config: SweepConfig, out_dir, *, workers: int = 1,
               scheduler: str | None = None, resume: bool = False, progress: bool = True) -> list[dict]:
-    """Run the sweep for {display name: checkpoint path or reference method}; returns all rows."""
+    """Run the sweep for {display name: checkpoint path or reference method}; returns all rows.
+    Each run's row is appended to ``runs.jsonl`` as the run stops (with workers or a scheduler,
+    as its group of runs does); ``sweep.json`` holds the settings, which a resume must match."""
     from tqdm import tqdm
 
     out_dir = Path(out_dir)
-    rows_path = out_dir / "runs.jsonl"
+    rows_path, settings_path = out_dir / "runs.jsonl", out_dir / "sweep.json"
     if rows_path.exists() and not resume:
         raise FileExistsError(f"{rows_path} exists: pass --resume to continue that sweep, or choose another --out")
+    settings = sweep_settings(models, molecule, config)
+    if resume and settings_path.exists():
+        check_same_settings(settings_path, settings)
     for source in models.values():  # every model must load and know the molecule before any run starts
         predictor(source, molecule, config)
     out_dir.mkdir(parents=True, exist_ok=True)
+    settings_path.write_text(json.dumps(settings, indent=1))
     rows = read_rows(rows_path)
     done = {(r["model"], r["step_size_fs"], r["replica"]) for r in rows}
-    tasks = plan(models, config, done, spread=workers > 1 or scheduler is not None)
-    total = sum(len(runs) for _, runs in tasks)
-    with open(rows_path, "a") as handle, tqdm(total=total, desc="stability sweep", unit="run",
-                                               disable=not progress) as bar:
-        for new_rows in map_unordered(run_task, [(models[n], n, molecule, config, runs) for n, runs in tasks],
-                                      workers, scheduler):
-            for row in new_rows:
-                handle.write(json.dumps(row) + "\n")
+    serial = workers == 1 and scheduler is None
+    tasks = plan(models, config, done, spread=not serial)
+    with open(rows_path, "a") as handle, tqdm(total=sum(len(runs) for _, runs in tasks), desc="stability sweep",
+                                               unit="run", disable=not progress) as bar:
+        def record(row: dict) -> None:
+            handle.write(json.dumps(row) + "\n")
             handle.flush()
-            rows += new_rows
-            bar.update(len(new_rows))
+            rows.append(row)
+            bar.update(1)
+
+        if serial:
+            for name, runs in tasks:
+                run_task(models[name], name, molecule, config, runs, on_row=record)
+        else:
+            for new_rows in map_unordered(run_task, [(models[n], n, molecule, config, runs) for n, runs in tasks],
+                                          workers, scheduler):
+                for row in new_rows:
+                    record(row)
     return rows
 
 

@@ -27,6 +27,22 @@ def test_from_checkpoint_path(model, tmp_path, ethanol):
     assert ethanol.get_potential_energy(force_consistent=True) == energy  # free_energy
 
 
+@pytest.mark.parametrize("dtype, expected", [("float32", torch.float32), ("float64", torch.float64),
+                                             (torch.float32, torch.float32)])
+def test_dtype_by_name_as_the_training_yaml_spells_it(model, tmp_path, ethanol, dtype, expected):
+    path = save_checkpoint(model, tmp_path / "model.ckpt")
+    for source in (path, model):
+        calc = AsteroidCalculator(source, dtype=dtype)
+        assert calc.model.dtype == expected
+    ethanol.calc = calc
+    assert np.isfinite(ethanol.get_potential_energy())
+
+
+def test_unknown_dtype_name_is_a_clear_error(model):
+    with pytest.raises(ValueError, match=r"dtype must be one of \['float32', 'float64'\].*'half'"):
+        AsteroidCalculator(model, dtype="half")
+
+
 def test_implemented_properties_is_a_fixed_class_tuple(model, ethanol):
     before = AsteroidCalculator.implemented_properties
     calc = AsteroidCalculator(model)

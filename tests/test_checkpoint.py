@@ -117,3 +117,127 @@ def test_round_trip_check_catches_a_changed_weight(model, xtb_data, monkeypatch)
     monkeypatch.setattr("ase_asteroid.checkpoint.load_file", perturbed)
     with pytest.raises(AssertionError, match="changed in the checkpoint round trip"):
         testing.check_checkpoint_roundtrip(model, xtb_data[:2])
+
+
+NAN, INF = float("nan"), float("inf")
+
+
+def _set(*keys_and_value):
+    """A change that sets meta[k1][k2]... = value (or deletes it when value is DELETE)."""
+    *keys, value = keys_and_value
+
+    def change(meta):
+        target = meta
+        for key in keys[:-1]:
+            target = target[key]
+        if value is DELETE:
+            del target[keys[-1]]
+        else:
+            target[keys[-1]] = value
+    return change
+
+
+DELETE = object()
+
+#: (change to the metadata, what the CheckpointError must name): each a hostile or broken file.
+HOSTILE_METADATA = [
+    (_set("format_version", -5), "format_version"),
+    (_set("format_version", "1"), "format_version"),
+    (_set("format_version", 1.0), "format_version"),
+    (_set("format_version", True), "format_version"),
+    (_set("format_version", 10**30), "newer than"),
+    (_set("format", "pickle"), "unknown checkpoint format"),
+    (_set("model", "egnn"), "'model'"),
+    (_set("model", DELETE), "'model' is missing"),
+    (_set("model", "config", ["egnn"]), "'model'"),
+    (_set("model", "name", "mace"), "'model'.*differs"),
+    (_set("model", "config", "channels", "64"), "'model'.*channels must be an integer"),
+    (_set("model", "config", "channels", -3), "'model'.*channels must be in"),
+    (_set("model", "config", "channels", 10**9), "'model'.*channels must be in"),
+    (_set("model", "config", "num_layers", 1e9), "'model'.*num_layers must be an integer"),
+    (_set("model", "config", "num_heads", 10**6), "'model'.*num_heads must be in"),
+    (_set("model", "config", "cutoff", NAN), "'model'.*cutoff must be a finite number"),
+    (_set("model", "config", "cutoff", 1e300), "'model'.*cutoff must be in"),
+    (_set("model", "config", "avg_num_neighbors", "8"), "'model'.*avg_num_neighbors must be a finite number"),
+    (_set("model", "config", "species", []), "'model'.*at least one"),
+    (_set("model", "config", "species", [1, 6, 8, 1000]), "'model'.*1..118"),
+    (_set("model", "config", "__class__", "os.system"), "'model'.*unknown option"),
+    (_set("species", "CHO"), "'species'"),
+    (_set("species", [1, 6, 8, 500]), "'species'.*1..118"),
+    (_set("species", [1]), "'species'.*differs"),
+    (_set("cutoff_A", -1), "'cutoff_A'"),
+    (_set("cutoff_A", "4"), "'cutoff_A'"),
+    (_set("dtype", "float16"), "'dtype'"),
+    (_set("dtype", DELETE), "'dtype' is missing"),
+    (_set("energy_references_eV", {}), "'energy_references_eV'.*at least one"),
+    (_set("energy_references_eV", "default", "1", 1e300), "'energy_references_eV'.*default.1"),
+    (_set("energy_references_eV", "default", "1", NAN), "'energy_references_eV'.*default.1"),
+    (_set("energy_references_eV", "default", "1", INF), "'energy_references_eV'.*default.1"),
+    (_set("energy_references_eV", "default", "H", -13.6), "'energy_references_eV'.*'H'"),
+    (_set("energy_references_eV", "default", [1.0]), "'energy_references_eV'"),
+    (_set("scale_eV", NAN), "'scale_eV'"),
+    (_set("scale_eV", INF), "'scale_eV'"),
+    (_set("scale_eV", "1.0"), "'scale_eV'"),
+    (_set("scale_eV", 0.0), "'scale_eV'"),
+    (_set("shift_eV", -1e300), "'shift_eV'"),
+    (_set("units", {"energy": "kcal/mol", "length": "Å", "forces": "kcal/mol/Å"}), "'units'"),
+    (_set("fidelity_heads", {"default": 99}), "'fidelity_heads'"),
+    (_set("fidelity_heads", {"default": "0"}), "'fidelity_heads'"),
+    (_set("history", "none"), "'history'"),
+    (_set("history", [1, 2]), "'history'"),
+    (_set("delta_baseline", 5), "'delta_baseline'"),
+    (_set("prior", {"kind": "exec"}), "'prior'"),
+    (_set("prior", {"kind": "lj", "species": [0]}), "'prior'"),
+    (_set("graph_spectrum", {"cutoff_A": 4.0, "spectrum": "x"}), "'graph_spectrum'"),
+    (_set("graph_spectrum", {"cutoff_A": 4.0, "spectrum": [NAN]}), "'graph_spectrum'"),
+    (_set("versions", []), "'versions'"),
+]
+
+
+@pytest.fixture(scope="module")
+def egnn_checkpoint(tmp_path_factory):
+    from conftest import TINY_CONFIGS
+    from ase_asteroid.models import build_model
+
+    model = build_model(TINY_CONFIGS["egnn"], dtype=torch.float64)
+    model.set_normalization({"default": {1: -13.6, 6: -1030.0, 8: -2040.0}}, scale=0.5)
+    return save_checkpoint(model, tmp_path_factory.mktemp("hostile") / "good.ckpt")
+
+
+@pytest.mark.parametrize("change, field", HOSTILE_METADATA)
+def test_hostile_metadata_is_refused_naming_the_field(egnn_checkpoint, tmp_path, change, field):
+    path = tmp_path / "hostile.ckpt"
+    path.write_bytes(egnn_checkpoint.read_bytes())
+    _rewrite_metadata(path, change)
+    with pytest.raises(CheckpointError, match=field):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize("raw, message", [("[1, 2]", "JSON object, got list"), ('"egnn"', "JSON object, got str"),
+                                          ("{", "not valid JSON"), ("null", "JSON object, got NoneType")])
+def test_metadata_that_is_not_an_object(tmp_path, raw, message):
+    path = tmp_path / "m.ckpt"
+    save_file({"w": torch.zeros(1)}, str(path), metadata={"ase_asteroid": raw})
+    with pytest.raises(CheckpointError, match=message):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize("value", [NAN, INF, -INF])
+def test_non_finite_weights_are_refused(egnn_checkpoint, tmp_path, value):
+    from safetensors.torch import load_file
+    from safetensors import safe_open
+
+    with safe_open(str(egnn_checkpoint), "pt") as handle:
+        metadata = handle.metadata()
+    tensors = load_file(str(egnn_checkpoint))
+    tensors["embedding.weight"][0, 0] = value
+    save_file(tensors, str(tmp_path / "m.ckpt"), metadata=metadata)
+    with pytest.raises(CheckpointError, match="'embedding.weight' holds NaN or infinite"):
+        load_checkpoint(tmp_path / "m.ckpt")
+
+
+def test_good_checkpoint_still_loads_and_dtype_may_be_named(egnn_checkpoint):
+    assert load_checkpoint(egnn_checkpoint, dtype="float32").dtype == torch.float32
+    assert load_checkpoint(egnn_checkpoint, dtype="torch.float64").dtype == torch.float64
+    with pytest.raises(ValueError, match="dtype must be one of"):
+        load_checkpoint(egnn_checkpoint, dtype="float16")

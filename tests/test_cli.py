@@ -85,3 +85,34 @@ def test_quickstart_runs_end_to_end(tmp_path, capsys):
     for name in ("standard/standard.ckpt", "asteroid/fine_tuned.ckpt", "pretrain_finetune/fine_tuned.ckpt",
                  "parity.png"):
         assert (out / name).stat().st_size > 0
+
+
+def _interrupt(*args, **kwargs):
+    raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("main, target, argv, kept", [
+    (cli.main, "ase_asteroid.cli.data_label", ["data", "label", "x.xyz", "--method", "lj", "--out", "o.xyz"],
+     "asteroid: interrupted; the labels written so far are kept in --out; run the same command with --append"),
+    (cli.main, "ase_asteroid.cli.train_command", ["train", "--config", "c.yaml"],
+     "asteroid: interrupted; finished stages and the last finished epoch are kept"),
+    (md_cli.main, "simulations.cli.stability", ["stability", "m.ckpt", "--molecule", "m.xyz"],
+     "asteroid-md: interrupted; finished runs are kept in --out; run the same command with --resume"),
+])
+def test_ctrl_c_exits_130_with_one_line(monkeypatch, capsys, main, target, argv, kept):
+    monkeypatch.setattr(target, _interrupt)
+    assert main(argv) == 130
+    error = capsys.readouterr().err
+    assert error.startswith(kept) and error.count("\n") == 1 and "Traceback" not in error
+
+
+def test_unit_options_and_the_one_line_unit_warning(tmp_path, xtb_data, capsys):
+    import numpy as np
+    path = tmp_path / "ev.npz"  # an MD17-style file, but written in eV and eV/Å
+    np.savez(path, R=np.array([c.positions for c in xtb_data]), z=xtb_data[0].numbers,
+             E=np.array([c.energy for c in xtb_data]), F=np.array([c.forces for c in xtb_data]))
+    assert cli.main(["data", "info", str(path)]) == 0
+    error = capsys.readouterr().err
+    assert error.startswith("asteroid: warning: ") and "forces read as kcal/mol/Å" in error and error.count("\n") == 1
+    assert cli.main(["data", "info", str(path), "--energy-unit", "eV", "--force-unit", "eV/Å"]) == 0
+    assert capsys.readouterr().err == ""

@@ -129,3 +129,33 @@ def test_process_pool_and_dask_give_the_same_labels(frames, tmp_path):
                              scheduler=cluster.scheduler_address, progress=False)
     serial = content(tmp_path / "serial.extxyz")
     assert content(tmp_path / "pool.extxyz") == serial == content(tmp_path / "dask.extxyz")
+
+
+def test_xtb_labels_do_not_depend_on_order_resume_or_workers(frames, tmp_path):
+    """tblite restarts each SCF from the previous wavefunction unless reset: shuffled,
+    resumed and 2-worker runs must give the uninterrupted run's labels to 1e-8."""
+    pytest.importorskip("tblite")
+    from ase_asteroid.labels.xtb import XTBLabeler
+
+    few = frames[:6]
+    label_configurations(few, XTBLabeler(), tmp_path / "full.extxyz", progress=False)
+    full = {index: (energy, np.array(forces)) for index, _, _, energy, forces in content(tmp_path / "full.extxyz")}
+    shuffled = XTBLabeler()
+    for index in [4, 1, 5, 0, 3, 2]:
+        energy, forces = shuffled.label(few[index])
+        assert abs(energy - full[index][0]) < 1e-8 and np.abs(forces - full[index][1]).max() < 1e-8
+
+    class InterruptedXTB(XTBLabeler):
+        def label(self, atoms):
+            if len(read_done(tmp_path / "part.extxyz")) >= 3:
+                raise KeyboardInterrupt
+            return super().label(atoms)
+
+    with pytest.raises(KeyboardInterrupt):
+        label_configurations(few, InterruptedXTB(), tmp_path / "part.extxyz", progress=False)
+    label_configurations(few, XTBLabeler(), tmp_path / "part.extxyz", mode="append", progress=False)
+    label_configurations(few, XTBLabeler(), tmp_path / "pool.extxyz", workers=2, progress=False)
+    for name in ("part", "pool"):
+        for index, _, _, energy, forces in content(tmp_path / f"{name}.extxyz"):
+            assert abs(energy - full[index][0]) < 1e-8, name
+            assert np.abs(np.array(forces) - full[index][1]).max() < 1e-8, name

@@ -86,9 +86,19 @@ def test_egnn_message_layer_equals_its_definition_on_concatenated_features():
     ({"name": "mace", "species": [1], "chanels": 8}, r"unknown option\(s\).*chanels"),
     ({"name": "mace", "species": []}, "at least one"),
     ({"name": "egnn", "species": [1, 200]}, "1..118"),
-    ({"name": "egnn", "species": [1], "cutoff": -1.0}, "cutoff must be positive"),
+    ({"name": "egnn", "species": [1], "cutoff": -1.0}, r"cutoff must be in 0.001..30"),
     ({"name": "mace", "species": [1], "max_L": 5}, "max_L"),
-    ({"name": "egnn", "species": [1], "num_layers": 0}, "num_layers must be positive"),
+    ({"name": "egnn", "species": [1], "num_layers": 0}, r"num_layers must be in 1..32"),
+    ({"name": "egnn", "species": [1], "num_layers": 1e9}, r"num_layers must be an integer, got 1000000000.0"),
+    ({"name": "egnn", "species": [1], "channels": "64"}, r"channels must be an integer, got '64' \(str\)"),
+    ({"name": "egnn", "species": [1], "cutoff": float("nan")}, "cutoff must be a finite number"),
+    ({"name": "egnn", "species": "CH"}, "species must be a list of integers"),
+    ({"name": "egnn", "species": [1.5]}, r"species\[0\] must be an integer"),
+    ({"name": "egnn"}, "needs species"),
+    ({"name": "mace", "species": [1], "radial_mlp": [64] * 40}, r"radial_mlp must have 1..6 entries, got 40"),
+    ({"name": "mace", "species": [1], "mlp_irreps": "100000x0e"}, "mlp_irreps must be scalar irreps"),
+    (["egnn"], "must be a mapping"),
+    ({"name": "egnn", "species": [[1, 6]]}, "species must be a list of integers"),
 ])
 def test_bad_configs_are_rejected_with_a_reason(values, message):
     with pytest.raises(ValueError, match=message):

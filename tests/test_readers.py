@@ -1,3 +1,4 @@
+import ase
 import ase.io
 import numpy as np
 import pytest
@@ -130,3 +131,57 @@ def test_shared_files_get_their_level_of_theory():
     assert read_dataset(SHARED_MD17 / "aspirin_ccsd-test.npz").fidelities == ("ccsd",)
     rmd17 = read_dataset(SHARED_MD17 / "rmd17_ethanol_train_01.npz")
     assert rmd17.fidelities == ("pbe/def2-svp",) and len(rmd17) == 1000
+
+
+def _in_unit(xtb_data, energy_unit):
+    """The xTB fixture's energies and forces expressed in `energy_unit`(/Å)."""
+    from ase_asteroid import units
+    energies, forces, positions = _arrays(xtb_data)
+    return units.from_eV(energies, energy_unit), units.from_eV_per_A(forces, f"{energy_unit}/Å"), positions
+
+
+def test_npz_written_in_eV_warns_when_read_as_kcal(tmp_path, xtb_data):
+    from ase_asteroid.data.plausibility import UnitWarning
+    energies, forces, positions = _in_unit(xtb_data, "eV")
+    path = _write_npz(tmp_path / "ev.npz", R=positions, z=xtb_data[0].numbers, E=energies, F=forces)
+    with pytest.warns(UnitWarning, match=r"ev.npz: forces read as kcal/mol/Å .* 0.1\d+ eV/Å.*--force-unit"):
+        read_dataset(path)
+    fixed = read_dataset(path, energy_unit="eV", force_unit="eV/Å")  # said explicitly: read so, no warning
+    np.testing.assert_allclose(_arrays(fixed)[1], _arrays(xtb_data)[1])
+
+
+def test_extxyz_written_in_kcal_warns_when_read_as_eV(tmp_path, xtb_data):
+    from ase.calculators.singlepoint import SinglePointCalculator
+    from ase_asteroid.data.plausibility import UnitWarning
+    energies, forces, _ = _in_unit(xtb_data, "kcal/mol")
+    frames = []
+    for config, energy, force in zip(xtb_data, energies, forces):
+        atoms = ase.Atoms(config.numbers, config.positions)
+        atoms.calc = SinglePointCalculator(atoms, energy=energy, forces=force)
+        frames.append(atoms)
+    ase.io.write(tmp_path / "kcal.extxyz", frames)
+    with pytest.warns(UnitWarning, match=r"kcal.extxyz: forces read as eV/Å .* 72.\d eV/Å, outside"):
+        read_dataset(tmp_path / "kcal.extxyz")
+    fixed = read_dataset(tmp_path / "kcal.extxyz", energy_unit="kcal/mol", force_unit="kcal/mol/Å")
+    np.testing.assert_allclose(_arrays(fixed)[0], _arrays(xtb_data)[0], rtol=1e-9)
+
+
+def test_all_electron_energies_in_kcal_read_as_eV_are_implausible(xtb_data):
+    """Ethanol's PBE total energy is -4293 eV (MD17); the same number in kcal/mol is not an eV energy."""
+    from ase_asteroid.data.plausibility import unit_problems
+    ethanol = xtb_data[0]
+    assert unit_problems([ethanol.with_(energy=-4293.0)], "eV", "eV/Å") == []
+    problems = unit_problems([ethanol.with_(energy=-4293.0 * 23.06)], "eV", "eV/Å")
+    assert len(problems) == 1 and problems[0].startswith("energies read as eV reach 1")
+
+
+@pytest.mark.parametrize("name", ["ethanol_gfn2-xtb.extxyz", "ethanol_lj.extxyz", "ethanol_gfn2-xtb_sgdml.npz",
+                                  "ethanol_rmd17-keys.npz"])
+def test_files_in_their_units_do_not_warn(name, recwarn):
+    read_dataset(FIXTURES / name)
+    assert not [w for w in recwarn if "UnitWarning" in type(w.message).__name__]
+
+
+def test_unknown_unit_is_a_data_error():
+    with pytest.raises(DataError, match="unknown energy unit 'kcal'"):
+        read_dataset(FIXTURES / "ethanol_lj.extxyz", energy_unit="kcal")

@@ -146,7 +146,7 @@ def test_sweep_resumes_without_rerunning_finished_runs(checkpoint, tmp_path, mon
     simulated = []
     import simulations.stability as stability
     original = stability.run_task
-    monkeypatch.setattr(stability, "run_task", lambda *a: simulated.append(a[1]) or original(*a))
+    monkeypatch.setattr(stability, "run_task", lambda *a, **k: simulated.append(a[1]) or original(*a, **k))
     with pytest.raises(FileExistsError, match="--resume"):
         run_sweep({"egnn": checkpoint, "lj": "lj"}, start, config, tmp_path / "part", progress=False)
     rows = run_sweep({"egnn": checkpoint, "lj": "lj"}, start, config, tmp_path / "part", resume=True, progress=False)
@@ -155,6 +155,47 @@ def test_sweep_resumes_without_rerunning_finished_runs(checkpoint, tmp_path, mon
     assert canonical(rows) == canonical(json.loads(json.dumps(full)))
     egnn = [r for r in full if r["model"] == "egnn"]
     assert all(r["frames"] for r in egnn) and len({json.dumps(r["frames"]) for r in egnn}) == 4  # seeds matter
+
+
+def test_each_run_is_written_as_it_stops(checkpoint, tmp_path, monkeypatch):
+    """1 fs runs of 0.01 ps stop after 10 steps; an interrupt at step 15 keeps their rows."""
+    from simulations.batched import BatchedLangevin as Engine
+    config = SweepConfig(step_sizes_fs=(0.5, 1.0), replicas=2, time_ps=0.01, temperature_K=300)
+    original, calls = Engine.step, []
+
+    def interrupt_at_15(self, runs):
+        calls.append(1)
+        if len(calls) == 15:
+            raise KeyboardInterrupt
+        return original(self, runs)
+
+    monkeypatch.setattr(Engine, "step", interrupt_at_15)
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep({"egnn": checkpoint}, molecule("CH3CH2OH"), config, tmp_path / "cut", progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "cut" / "runs.jsonl").read_text().splitlines()]
+    assert sorted((r["step_size_fs"], r["replica"]) for r in rows) == [(1.0, 0), (1.0, 1)]
+    monkeypatch.setattr(Engine, "step", original)
+    rows = run_sweep({"egnn": checkpoint}, molecule("CH3CH2OH"), config, tmp_path / "cut", resume=True,
+                     progress=False)
+    assert sorted((r["step_size_fs"], r["replica"]) for r in rows) == [(0.5, 0), (0.5, 1), (1.0, 0), (1.0, 1)]
+
+
+def test_resume_with_other_settings_is_refused_naming_them(checkpoint, tmp_path):
+    config = SweepConfig(step_sizes_fs=(1.0,), replicas=1, time_ps=0.005, temperature_K=300)
+    start = molecule("CH3CH2OH")
+    run_sweep({"egnn": checkpoint}, start, config, tmp_path / "s", progress=False)
+    from dataclasses import replace
+    changed = replace(config, temperature_K=500, time_ps=0.01)
+    with pytest.raises(ValueError, match=r"other settings \(time_ps: 0.005 -> 0.01; temperature_K: 300.* -> 500"):
+        run_sweep({"egnn": checkpoint}, start, changed, tmp_path / "s", resume=True, progress=False)
+    with pytest.raises(ValueError, match=r"model egnn: .* -> 'lj'"):
+        run_sweep({"egnn": "lj"}, start, config, tmp_path / "s", resume=True, progress=False)
+    moved = start.copy()
+    moved.positions[0, 0] += 0.1
+    with pytest.raises(ValueError, match="the starting molecule"):
+        run_sweep({"egnn": checkpoint}, moved, config, tmp_path / "s", resume=True, progress=False)
+    rows = run_sweep({"egnn": checkpoint}, start, config, tmp_path / "s", resume=True, progress=False)
+    assert len(rows) == 1  # same settings: nothing left to run
 
 
 def test_dask_sweep_equals_local(checkpoint, tmp_path):

@@ -71,6 +71,16 @@ def test_other_methods(tmp_path, method, stages, monkeypatch):
     ({"more_cheap": [{"path": "x.npz"}]}, "more_cheap and head_loss_weights are options of the multi_head"),
     ({"more_cheap": [{"pth": "x.npz"}], "method": "multi_head"}, r"more_cheap\[0\]: unknown key"),
     ({"gamma_eV_per_A": -1}, "gamma_eV_per_A: must be a positive number"),
+    ({"fit": {"lr": "fast"}}, r"fit: lr must be a finite number, got 'fast' \(str\)"),
+    ({"fit": {"epochs": 2.5}}, r"fit: epochs must be an integer, got 2.5 \(float\)"),
+    ({"fit": {"amsgrad": "yes"}}, r"fit: amsgrad must be true or false"),
+    ({"pretrain_fit": {"batch_size": "5"}}, r"pretrain_fit: batch_size must be an integer, got '5'"),
+    ({"accurate": {"path": 5}}, r"path must be a string, got 5 \(int\)"),
+    ({"accurate": {"path": "x.npz", "train": "all"}}, r"train must be an integer, got 'all'"),
+    ({"temperature_K": "hot"}, r"temperature_K must be a finite number, got 'hot'"),
+    ({"model": {"name": "egnn", "channels": "64"}}, r"channels must be an integer, got '64'"),
+    ({"accurate": {"path": "x.npz", "energy_unit": "kcal"}}, r"energy_unit/force_unit: unknown energy unit 'kcal'"),
+    ({"dtype": "double"}, r"dtype: must be one of \['float32', 'float64'\]"),
 ])
 def test_bad_config_names_the_key(tmp_path, change, message, capsys):
     path = small(tmp_path, "asteroid")
@@ -79,6 +89,29 @@ def test_bad_config_names_the_key(tmp_path, change, message, capsys):
     with pytest.raises(ValueError, match=message):
         load_config(path)
     assert cli.main(["train", "--config", str(path)]) == 1
+
+
+def test_yaml_numbers_in_exponent_notation_are_numbers(tmp_path):
+    """PyYAML (YAML 1.1) reads 1e-3 as a string; the training YAML reads it as YAML 1.2 does."""
+    path = small(tmp_path, "asteroid")
+    path.write_text(path.read_text() + "prior_weight: 2e-1\n")
+    text = path.read_text().replace("fit:\n", "fit:\n  lr: 1e-3\n  min_lr: 5E-6\n", 1)
+    path.write_text(text)
+    config = load_config(path)
+    assert config.fit_config("scratch").lr == 1e-3 and config.fit_config("scratch").min_lr == 5e-6
+    assert config.prior_weight == 0.2
+
+
+@pytest.mark.parametrize("text, where", [("method: [asteroid\n", ":2:1: YAML syntax error"),
+                                         ("method: asteroid\n  bad: indent: x\n", ":2:")])
+def test_yaml_syntax_error_is_one_line_with_line_and_column(tmp_path, text, where, capsys):
+    path = tmp_path / "broken.yaml"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=where):
+        load_config(path)
+    assert cli.main(["train", "--config", str(path)]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith(f"asteroid: error: {path}:") and error.count("\n") == 1
 
 
 @pytest.mark.parametrize("name", ["asteroid_demo.yaml", "standard_demo.yaml", "score_matching_demo.yaml",
@@ -129,7 +162,7 @@ def test_delta_learning_trains_on_label_minus_baseline_and_adds_it_at_inference(
     assert atoms.get_potential_energy() == pytest.approx(plain.get_potential_energy(atoms) + lj_energy, abs=1e-9)
 
 
-def test_resume_skips_finished_stages_and_gives_the_same_model(tmp_path, monkeypatch):
+def test_resume_skips_finished_stages_and_gives_the_same_model(tmp_path, monkeypatch, capsys):
     """Ctrl-C in the second epoch of fine-tuning; --resume loads the pre-trained stage from
     its checkpoint, continues fine-tuning from its first epoch, and ends where an
     uninterrupted run ends."""
@@ -146,8 +179,8 @@ def test_resume_skips_finished_stages_and_gives_the_same_model(tmp_path, monkeyp
         return original_errors(*args, **kwargs)
 
     monkeypatch.setattr(loop, "errors", interrupt_third_epoch)
-    with pytest.raises(KeyboardInterrupt):
-        cli.main(["train", "--config", config, "--out", str(tmp_path / "cut")])
+    assert cli.main(["train", "--config", config, "--out", str(tmp_path / "cut")]) == 130
+    assert "interrupted; finished stages" in capsys.readouterr().err
     assert load_training_state(tmp_path / "cut" / "fine_tuned.state.safetensors")[1]["epoch"] == 1
     monkeypatch.setattr(loop, "errors", original_errors)
     original_fit, fitted = pipeline.fit, []
@@ -178,6 +211,47 @@ def test_resume_refuses_a_stage_whose_data_or_config_changed(tmp_path, capsys):
     small(tmp_path, "standard", accurate=accurate, test=None, fit={"epochs": 3, "batch_size": 5})
     assert cli.main(argv) == 1
     assert "different config (epochs changed)" in capsys.readouterr().err
+
+
+def test_a_folder_with_earlier_results_needs_resume_or_overwrite(tmp_path, capsys):
+    config = str(small(tmp_path, "standard"))
+    assert cli.main(["train", "--config", config]) == 0
+    finished = (tmp_path / "out" / "standard.ckpt").read_bytes()
+    (tmp_path / "out" / "notes.txt").write_text("mine")
+    assert cli.main(["train", "--config", config]) == 1
+    assert "holds results of an earlier run (standard.ckpt" in capsys.readouterr().err
+    assert (tmp_path / "out" / "standard.ckpt").read_bytes() == finished  # nothing was touched
+    (tmp_path / "out" / "standard.state.safetensors").write_bytes(b"stale")
+    assert cli.main(["train", "--config", config, "--overwrite"]) == 0
+    assert not (tmp_path / "out" / "standard.state.safetensors").exists()
+    assert (tmp_path / "out" / "notes.txt").read_text() == "mine"  # only the run's own files go
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--config", config, "--overwrite", "--resume"])
+
+
+@pytest.mark.parametrize("writer", ["pickle", "torch.save"])
+def test_planted_pickle_state_is_refused_and_runs_nothing(tmp_path, capsys, writer):
+    """A resume state is safetensors + JSON: a pickle at its path must not be unpickled."""
+    import pickle
+
+    import torch
+
+    marker = tmp_path / "payload_ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (exec, (f"open({str(marker)!r}, 'w').close()",))
+
+    state = tmp_path / "out" / "standard.state.safetensors"
+    state.parent.mkdir()
+    if writer == "pickle":
+        state.write_bytes(pickle.dumps({"epoch": Payload()}))
+    else:
+        torch.save({"epoch": Payload()}, state)
+    assert cli.main(["train", "--config", str(small(tmp_path, "standard")), "--resume"]) == 1
+    error = capsys.readouterr().err
+    assert "standard.state.safetensors: not a readable training state" in error and error.count("\n") == 1
+    assert not marker.exists()
 
 
 def test_gamma_grid_is_chosen_by_validation_after_fine_tuning(tmp_path):

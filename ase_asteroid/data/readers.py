@@ -15,6 +15,7 @@ import numpy as np
 
 from .. import units
 from .dataset import Configuration, DataError, Dataset
+from .plausibility import warn_if_implausible
 
 #: MD17-family npz files store kcal/mol and kcal/mol/Å.
 MD17_UNITS = {"energy": "kcal/mol", "forces": "kcal/mol/Å", "positions": "Å"}
@@ -36,6 +37,8 @@ def read_dataset(path, *, fidelity: str | None = None, energy_unit: str | None =
     fidelity: label for every configuration; default from the file (sGDML ``theory``,
     extxyz ``info["fidelity"]``), then ``"unknown"``.
     energy_unit/force_unit: units in the file; default kcal/mol(/Å) for npz, eV(/Å) otherwise.
+    When a unit is assumed (not given), a UnitWarning says if the labels look like another
+    unit (data/plausibility.py), e.g. an npz written in eV.
     labels: rMD17 only, ``"new"`` (PBE/def2-SVP) or ``"old"`` (original MD17 PBE+vdW-TS).
     index: ase.io index for non-npz files.
     ``demo:NAME`` reads a dataset shipped with the package (ase_asteroid.demo_data).
@@ -49,11 +52,18 @@ def read_dataset(path, *, fidelity: str | None = None, energy_unit: str | None =
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: no such file")
-    if path.suffix == ".npz":
-        return read_npz(path, fidelity=fidelity, energy_unit=energy_unit or "kcal/mol",
-                        force_unit=force_unit or "kcal/mol/Å", labels=labels)
-    return read_ase(path, fidelity=fidelity, energy_unit=energy_unit or "eV",
-                    force_unit=force_unit or "eV/Å", index=index)
+    npz = path.suffix == ".npz"
+    e_unit, f_unit = energy_unit or ("kcal/mol" if npz else "eV"), force_unit or ("kcal/mol/Å" if npz else "eV/Å")
+    for unit, factor in ((e_unit, units.energy_factor), (f_unit, units.force_factor)):
+        try:
+            factor(unit)
+        except ValueError as error:
+            raise DataError(f"{path}: {error}") from None
+    data = (read_npz(path, fidelity=fidelity, energy_unit=e_unit, force_unit=f_unit, labels=labels) if npz else
+            read_ase(path, fidelity=fidelity, energy_unit=e_unit, force_unit=f_unit, index=index))
+    if energy_unit is None or force_unit is None:
+        warn_if_implausible(data, str(path), e_unit, f_unit)
+    return data
 
 
 def read_npz(path, *, fidelity=None, energy_unit="kcal/mol", force_unit="kcal/mol/Å",

@@ -26,3 +26,10 @@ class XTBLabeler(Labeler):
         except ImportError as error:
             raise LabelError("xTB labels need tblite: pip install 'ase_asteroid[data]'") from error
         return TBLite(method=self.level_of_theory, charge=self.charge, verbosity=0)
+
+    def label(self, atoms):
+        """(energy eV, forces eV/Å). tblite's calculator starts each SCF from the previous
+        structure's wavefunction; resetting it first makes every SCF start from the same
+        guess, so labels do not depend on the order, the number of workers or a resume."""
+        self.calculator.reset()
+        return super().label(atoms)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from .base import ForceField, check_species, energy_and_forces, predict_in_batches
-from .config import DTYPES
+from .config import DTYPES, as_dtype
 from .egnn import EGNNConfig, EGNNForceField
 from .mace import MACEConfig, MACEForceField
 
@@ -14,20 +14,26 @@ BACKENDS = {"mace": (MACEConfig, MACEForceField), "egnn": (EGNNConfig, EGNNForce
 
 
 def config_from_dict(values: dict):
-    """The config dataclass named by ``values["name"]``, validated."""
+    """The config dataclass named by ``values["name"]``, validated (ValueError naming the key)."""
+    if not isinstance(values, dict):
+        raise ValueError(f"a model config must be a mapping of options, got {type(values).__name__}")
     values = dict(values)
     name = values.get("name")
-    if name not in BACKENDS:
+    if not isinstance(name, str) or name not in BACKENDS:
         raise ValueError(f"unknown model {name!r}; available: {sorted(BACKENDS)}")
     config_cls = BACKENDS[name][0]
     unknown = set(values) - set(config_cls.__dataclass_fields__)
     if unknown:
         raise ValueError(f"unknown option(s) for model {name!r}: {sorted(unknown)}")
+    if "species" not in values:
+        raise ValueError(f"model {name!r} needs species (a list of atomic numbers)")
     return config_cls(**values)
 
 
-def build_model(config, seed: int = 0, dtype: torch.dtype = torch.float32) -> ForceField:
-    """A freshly initialised model (weights from `seed`) in `dtype`; config may be a dict."""
+def build_model(config, seed: int = 0, dtype: torch.dtype | str = torch.float32) -> ForceField:
+    """A freshly initialised model (weights from `seed`) in `dtype` (a torch dtype or its
+    name, e.g. "float64"); config may be a dict."""
+    dtype = as_dtype(dtype)
     if isinstance(config, dict):
         config = config_from_dict(config)
     model_cls = BACKENDS[config.name][1]
@@ -37,5 +43,5 @@ def build_model(config, seed: int = 0, dtype: torch.dtype = torch.float32) -> Fo
     return model.to(dtype)
 
 
-__all__ = ["BACKENDS", "DTYPES", "EGNNConfig", "ForceField", "MACEConfig", "build_model",
+__all__ = ["BACKENDS", "DTYPES", "as_dtype", "EGNNConfig", "ForceField", "MACEConfig", "build_model",
            "check_species", "config_from_dict", "energy_and_forces", "predict_in_batches"]

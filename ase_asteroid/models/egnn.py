@@ -17,13 +17,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from mace.modules.radial import BesselBasis, PolynomialCutoff
 from torch import nn
 
 from ..graph import Batch
 from .base import ForceField
-from .config import check_common, check_positive
-from .radial import rescale_radial
+from .config import COMMON_LIMITS, check_fields
+from .radial import BesselBasis, PolynomialCutoff, rescale_radial
 
 
 @dataclass(frozen=True)
@@ -41,8 +40,11 @@ class EGNNConfig:
     name: str = "egnn"
 
     def __post_init__(self) -> None:
-        check_common(self, "egnn")
-        check_positive(self, "channels", "num_layers", "num_radial", "avg_num_neighbors", "num_heads")
+        check_fields(self, "egnn", EGNN_LIMITS)
+
+
+#: Inclusive limits of each field: far beyond sensible models, small enough to build.
+EGNN_LIMITS = {**COMMON_LIMITS, "channels": (1, 1024), "num_layers": (1, 32), "num_radial": (1, 256)}
 
 
 def _mlp(n_in: int, n_hidden: int, n_out: int) -> nn.Sequential:

@@ -7,19 +7,17 @@ mace-torch model, so mace-torch's own tools (e.g. MACECalculator) can run the sa
 
 from __future__ import annotations
 
+import re
 import warnings
 from dataclasses import dataclass
 
-with warnings.catch_warnings():  # e3nn's torch.load of its constants warns under torch 2.13
-    warnings.simplefilter("ignore", UserWarning)
-    import mace.modules  # mace before e3nn: e3nn alone fails under torch 2.13
-    from e3nn import o3
 import numpy as np
 import torch
 
 from ..graph import Batch
 from .base import ForceField
-from .config import check_common, check_positive, freeze_sequences
+from .config import COMMON_LIMITS, check_fields
+from .mace_import import import_mace
 from .radial import rescale_radial
 
 
@@ -49,12 +47,10 @@ class MACEConfig:
     name: str = "mace"
 
     def __post_init__(self) -> None:
-        check_common(self, "mace")
-        freeze_sequences(self, "radial_mlp")
-        check_positive(self, "channels", "max_ell", "correlation", "num_interactions",
-                       "num_bessel", "num_polynomial_cutoff", "avg_num_neighbors", "num_heads")
-        if not 0 <= self.max_L <= 3:
-            raise ValueError(f"max_L must be 0..3, got {self.max_L}")
+        check_fields(self, "mace", MACE_LIMITS)
+        if not re.fullmatch(r"[1-9][0-9]{0,2}x0e", self.mlp_irreps):
+            raise ValueError(f"mlp_irreps must be scalar irreps such as '16x0e' (at most 999x0e), "
+                             f"got {self.mlp_irreps!r}")
 
     @property
     def hidden_irreps(self) -> str:
@@ -63,19 +59,26 @@ class MACEConfig:
                           for l in range(self.max_L + 1))
 
 
+#: Inclusive limits of each field: far beyond sensible models, small enough to build.
+MACE_LIMITS = {**COMMON_LIMITS, "channels": (1, 512), "max_L": (0, 3), "max_ell": (1, 4),
+               "correlation": (1, 4), "num_interactions": (1, 6), "num_bessel": (1, 32),
+               "num_polynomial_cutoff": (1, 16), "radial_mlp": (1, 1024), "len:radial_mlp": (1, 6)}
+
+
 class MACEForceField(ForceField):
     """MACE backend: ε_i is mace-torch's node energy."""
 
     def __init__(self, config: MACEConfig) -> None:
         super().__init__(config)
-        block = mace.modules.interaction_classes["RealAgnosticResidualInteractionBlock"]
+        modules, o3 = import_mace()  # only here: EGNN models never import mace
         with warnings.catch_warnings():  # TorchScript chatter from e3nn's code generation
             warnings.filterwarnings("ignore", message="The TorchScript type system")
-            self.mace = self._build(config, block)
+            self.mace = self._build(config, modules, o3)
 
     @staticmethod
-    def _build(config: MACEConfig, block) -> "mace.modules.MACE":
-        return mace.modules.MACE(
+    def _build(config: MACEConfig, modules, o3) -> "mace.modules.MACE":
+        block = modules.interaction_classes["RealAgnosticResidualInteractionBlock"]
+        return modules.MACE(
             r_max=config.cutoff, num_bessel=config.num_bessel,
             num_polynomial_cutoff=config.num_polynomial_cutoff, max_ell=config.max_ell,
             interaction_cls=block, interaction_cls_first=block,

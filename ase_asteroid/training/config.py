@@ -4,17 +4,41 @@ shipped demo dataset (e.g. ``demo:ethanol_b3lyp``)."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import torch
 import yaml
 
-from ..models import DTYPES
+from .. import units
+from ..models import DTYPES, config_from_dict
+from ..models.config import check_types
 from .loop import FitConfig
 from .recipes import recipe
 
 METHODS = ("standard", "asteroid", "pretrain_finetune", "cheap_only", "score_matching", "delta", "multi_head")
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, reading numbers as YAML 1.2 does: ``1e-3`` and ``5E2`` are floats
+    (YAML 1.1, PyYAML's default, wants a dot and reads them as strings)."""
+
+
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(
+    r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"), list("-+0123456789."))
+
+
+def read_yaml(path: Path):
+    """The YAML document at `path`; a syntax error is one ValueError line with file:line:column."""
+    try:
+        return yaml.load(path.read_text(), Loader=_Loader)
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        raise ValueError(f"{where}: YAML syntax error: {error.problem or error.context}") from None
+    except yaml.YAMLError as error:
+        raise ValueError(f"{path}: not readable as YAML ({str(error).splitlines()[0]})") from None
 
 
 @dataclass(frozen=True)
@@ -22,7 +46,9 @@ class DataSpec:
     """path (file or demo:NAME); with perm = default_rng(seed).permutation(len(file)):
     train = perm[:train] (-1: all but the validation set), val = perm[val_start:val_start + val]
     (val_start defaults to right after the training set; the MD17@CCSD protocol uses 250);
-    labels: rMD17 files only, "new" (PBE/def2-SVP) or "old" (the original MD17 PBE+vdW-TS)."""
+    labels: rMD17 files only, "new" (PBE/def2-SVP) or "old" (the original MD17 PBE+vdW-TS);
+    energy_unit / force_unit: the file's units (e.g. "eV", "kcal/mol/Å"; default: kcal/mol for
+    npz, eV otherwise, with a warning when the labels look like another unit)."""
 
     path: str
     train: int = -1
@@ -30,6 +56,15 @@ class DataSpec:
     seed: int = 0
     val_start: int | None = None
     labels: str = "new"
+    energy_unit: str | None = None
+    force_unit: str | None = None
+
+    def __post_init__(self) -> None:
+        check_types(self)
+        try:
+            units.energy_factor(self.energy_unit or "eV"), units.force_factor(self.force_unit or "eV/Å")
+        except ValueError as error:
+            raise ValueError(f"energy_unit/force_unit: {error}") from None
 
 
 @dataclass(frozen=True)
@@ -74,9 +109,14 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        check_types(self)
         for key in ("fit", "pretrain_fit", "model"):
             if not isinstance(getattr(self, key), dict):
                 raise ValueError(f"{key}: expected a mapping of keys to values, got {getattr(self, key)!r}")
+        try:  # species come from the data later; a stand-in lets every other option be checked now
+            config_from_dict({"species": [1], **self.model})
+        except ValueError as error:
+            raise ValueError(f"model: {error}") from None
         for kind in ("scratch", "pretrain", "finetune"):
             self.fit_config(kind)  # unknown keys and bad values fail here, naming the key
         if self.method not in METHODS:
@@ -139,7 +179,7 @@ def load_config(path) -> TrainConfig:
     path = Path(path)
     if not path.exists():
         raise ValueError(f"{path}: no such config file")
-    values = yaml.safe_load(path.read_text()) or {}
+    values = read_yaml(path) or {}
     if not isinstance(values, dict):
         raise ValueError(f"{path}: expected a mapping at the top level")
     values = dict(values)

@@ -30,6 +30,7 @@ from ..checkpoint import load_training_state, save_training_state
 from ..data import Dataset, fit_energy_references
 from ..graph import collate, graph_from_configuration
 from ..models import ForceField, predict_in_batches
+from ..models.config import check_types
 from .force_gradients import METHODS as FORCE_GRADIENTS
 from .force_gradients import default_epsilon, loss_and_backward
 from ..losses import KINDS, score_matching_loss
@@ -90,6 +91,7 @@ class FitConfig:
         return self.stage_two_epoch is not None and epoch >= self.stage_two_epoch
 
     def __post_init__(self) -> None:
+        check_types(self)
         for name in ("epochs", "batch_size"):
             if not getattr(self, name) >= 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")

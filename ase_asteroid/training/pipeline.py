@@ -39,7 +39,7 @@ class Splits:
 
 
 def _split(spec: DataSpec) -> tuple[Dataset, Dataset]:
-    data = read_dataset(spec.path, labels=spec.labels)
+    data = read_dataset(spec.path, labels=spec.labels, energy_unit=spec.energy_unit, force_unit=spec.force_unit)
     train = spec.train if spec.train >= 0 else len(data) - spec.val
     start = train if spec.val_start is None else spec.val_start
     if start < train or start + spec.val > len(data):
@@ -185,10 +185,38 @@ def splits_from_config(config: TrainConfig) -> Splits:
     return Splits(train, val, cheap, cheap_val, more)
 
 
-def run_training(config: TrainConfig, progress: bool = True, resume: bool = False) -> dict:
+#: What a training run writes into its output folder (and all that overwrite removes).
+RESULT_PATTERNS = ("*.ckpt", "*.state.safetensors", "*_epochs.csv", "*_epochs.json", "gamma_search.json")
+
+
+def earlier_results(out) -> list[Path]:
+    """The files of an earlier training run in the folder `out`."""
+    return sorted({p for pattern in RESULT_PATTERNS for p in Path(out).glob(pattern)})
+
+
+def prepare_out_folder(out, resume: bool = False, overwrite: bool = False) -> None:
+    """Refuse (FileExistsError) an output folder that holds an earlier run's results unless
+    `resume` (continue it) or `overwrite` (its result files are removed first; nothing else)."""
+    if resume and overwrite:
+        raise ValueError("resume continues the earlier run and overwrite discards it: choose one")
+    found = earlier_results(out)
+    if not found or resume:
+        return
+    if not overwrite:
+        names = ", ".join(p.name for p in found[:4]) + (f" and {len(found) - 4} more" if len(found) > 4 else "")
+        raise FileExistsError(f"{out} holds results of an earlier run ({names}): continue it with --resume "
+                              "or replace them with --overwrite")
+    for path in found:
+        path.unlink()
+
+
+def run_training(config: TrainConfig, progress: bool = True, resume: bool = False,
+                 overwrite: bool = False) -> dict:
     """Train as configured; returns {stage: checkpoint path}, the final checkpoint
     ("final": the chosen fine-tuned one, else the last stage's) and the data sizes. The
-    test set (config.test) is evaluated by the caller, through the Predictor."""
+    test set (config.test) is evaluated by the caller, through the Predictor. An output
+    folder with earlier results needs `resume` or `overwrite` (prepare_out_folder)."""
+    prepare_out_folder(config.out, resume, overwrite)
     splits = splits_from_config(config)
     _, paths = run_stages(config, splits, progress, resume)
     final = paths.get("fine_tuned") or list(paths.values())[-1]
