@@ -84,7 +84,7 @@ def data_label(args) -> str:
 def _add_quickstart_parser(commands) -> None:
     quick = commands.add_parser("quickstart", help="standard vs ASTEROID vs no-weights training at equal cost on the demo data")
     quick.add_argument("--out", default="quickstart", help="folder for checkpoints and the parity plot")
-    quick.add_argument("--epochs", type=int, default=60, help="epochs on the accurate data (each stage)")
+    quick.add_argument("--epochs", type=int, default=100, help="epochs on the accurate data (each stage)")
     quick.add_argument("--pretrain-epochs", type=int, default=8, help="epochs of bias-aware pre-training")
     quick.add_argument("--gamma-eV-per-A", type=float, default=0.05, help="bias temperature γ of w = exp(-B/γ)")
     quick.add_argument("--cost-ratio", type=float, default=1000.0,

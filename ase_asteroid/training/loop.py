@@ -58,19 +58,19 @@ class FitConfig:
     force_gradients.py); seed (shuffling, projections)."""
 
     epochs: int = 100
-    batch_size: int = 10
+    batch_size: int = 5
     lr: float = 0.01
     optimizer: str = "adam"
-    amsgrad: bool = True
+    amsgrad: bool = False
     weight_decay: float = 0.0
     rho: float = 0.01
     loss: str = "mse"
     warmup_epochs: int = 0
-    schedule: str = "cosine"
+    schedule: str = "plateau"
     plateau_patience: int = 10
     plateau_factor: float = 0.5
     min_lr: float = 1e-5
-    stage_two_at: float = 0.75
+    stage_two_at: float = 0.0
     stage_two_rho: float = 0.5
     stage_two_lr: float = 1e-3
     ema_decay: float = 0.99

@@ -35,7 +35,7 @@ def _row(name: str, model, test, n_accurate: int, n_cheap: int, seconds: float) 
             "energy_mae_meV": 1000 * e["energy_mae_eV"], "seconds": seconds}
 
 
-def run_quickstart(out_dir="quickstart", epochs: int = 60, pretrain_epochs: int = 8, gamma_eV_per_A: float = 0.05,
+def run_quickstart(out_dir="quickstart", epochs: int = 100, pretrain_epochs: int = 8, gamma_eV_per_A: float = 0.05,
                    cost_ratio: float = 1000.0, seed: int = 0, progress: bool = True) -> list[dict]:
     """Train both models (checkpoints in `out_dir`/standard and `out_dir`/asteroid, one per stage)
     and write a figure (parity plots and learning curves); return the table rows."""
