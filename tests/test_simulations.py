@@ -25,12 +25,8 @@ def harmonic(start, k=10.0):
     return lambda positions: -k * (positions - start.positions[None])
 
 
-def test_batched_runs_equal_serial_ase_runs(xtb_data):
-    model = tiny_model("egnn", xtb_data).eval()
-    start = xtb_data[0].to_atoms()
-    specs = [RunSpec(LangevinParameters(dt, 300, 0.01), 15, seed=s) for s, dt in [(1, 0.25), (2, 0.5), (3, 1.0)]]
-    engine = BatchedLangevin(start, model_forces(model, start.numbers), specs, LOOSE)
-    engine.run(progress=False)
+def _assert_equal_to_serial_ase_runs(engine, model, start, specs):
+    """Each batched run ends where serial ASE Langevin with the calculator and its seed ends."""
     for k, spec in enumerate(specs):
         atoms = start.copy()
         atoms.calc = AsteroidCalculator(model)
@@ -39,6 +35,15 @@ def test_batched_runs_equal_serial_ase_runs(xtb_data):
         ase_langevin(atoms, spec.params, rng).run(spec.steps)
         assert np.abs(atoms.positions - engine.positions[k]).max() < 1e-10
         assert np.abs(atoms.get_velocities() - engine.velocities[k]).max() < 1e-10
+
+
+def test_batched_runs_equal_serial_ase_runs(xtb_data):
+    model = tiny_model("egnn", xtb_data).eval()
+    start = xtb_data[0].to_atoms()
+    specs = [RunSpec(LangevinParameters(dt, 300, 0.01), 15, seed=s) for s, dt in [(1, 0.25), (2, 0.5), (3, 1.0)]]
+    engine = BatchedLangevin(start, model_forces(model, start.numbers), specs, LOOSE)
+    engine.run(progress=False)
+    _assert_equal_to_serial_ase_runs(engine, model, start, specs)
 
 
 def test_batched_runs_that_stop_at_different_steps_equal_their_serial_runs(xtb_data):
@@ -51,14 +56,7 @@ def test_batched_runs_that_stop_at_different_steps_equal_their_serial_runs(xtb_d
     engine = BatchedLangevin(start, model_forces(model, start.numbers), specs, LOOSE)
     results = engine.run(progress=False)
     assert [r.steps_completed for r in results] == [4, 13, 8] and all(r.stable for r in results)
-    for k, spec in enumerate(specs):
-        atoms = start.copy()
-        atoms.calc = AsteroidCalculator(model)
-        rng = np.random.default_rng(spec.seed)
-        atoms.set_velocities(maxwell_boltzmann_velocities(atoms.get_masses(), 300, rng))
-        ase_langevin(atoms, spec.params, rng).run(spec.steps)
-        assert np.abs(atoms.positions - engine.positions[k]).max() < 1e-10
-        assert np.abs(atoms.get_velocities() - engine.velocities[k]).max() < 1e-10
+    _assert_equal_to_serial_ase_runs(engine, model, start, specs)
 
 
 def test_maxwell_boltzmann_velocities_and_the_papers_friction():
