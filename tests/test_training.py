@@ -201,10 +201,16 @@ def _without_times(history):
     return [{k: v for k, v in h.items() if k != "elapsed_s"} for h in history]
 
 
-def test_resume_after_a_crash_matches_an_uninterrupted_run(xtb_data, monkeypatch, tmp_path):
+# the EGNN recipe: cosine schedule and AMSGrad (its max second moments are optimiser state too)
+COSINE_RESUMABLE = FitConfig(epochs=4, batch_size=5, lr=3e-3, ema_decay=0.9, schedule="cosine", amsgrad=True,
+                             stage_two_at=0.5, stage_two_rho=0.3, stage_two_lr=1e-3)
+
+
+@pytest.mark.parametrize("config", [RESUMABLE, COSINE_RESUMABLE], ids=["plateau", "cosine-amsgrad"])
+def test_resume_after_a_crash_matches_an_uninterrupted_run(xtb_data, monkeypatch, tmp_path, config):
     from ase_asteroid.training import loop
     train, val = xtb_data[:20], xtb_data[20:30]
-    uninterrupted, record = fit(tiny_model("egnn", xtb_data), train, val, RESUMABLE, progress=False)
+    uninterrupted, record = fit(tiny_model("egnn", xtb_data), train, val, config, progress=False)
     original, calls = loop.errors, []
 
     def crash_in_third_epoch(*args, **kwargs):
@@ -216,17 +222,17 @@ def test_resume_after_a_crash_matches_an_uninterrupted_run(xtb_data, monkeypatch
     monkeypatch.setattr(loop, "errors", crash_in_third_epoch)
     state = tmp_path / "fit.state.safetensors"
     with pytest.raises(KeyboardInterrupt):
-        fit(tiny_model("egnn", xtb_data), train, val, RESUMABLE, progress=False, state_path=state)
+        fit(tiny_model("egnn", xtb_data), train, val, config, progress=False, state_path=state)
     assert load_training_state(state)[1]["epoch"] == 2       # lost only the epoch in progress
     monkeypatch.setattr(loop, "errors", original)
-    resumed, resumed_record = fit(tiny_model("egnn", xtb_data), train, val, RESUMABLE, progress=False,
+    resumed, resumed_record = fit(tiny_model("egnn", xtb_data), train, val, config, progress=False,
                                   state_path=state)
     assert _without_times(resumed_record["history"]) == _without_times(record["history"])
     assert [h["rho"] for h in record["history"]] == [0.01, 0.01, 0.3, 0.3]
     assert all(torch.equal(v, resumed.state_dict()[k]) for k, v in uninterrupted.state_dict().items())
     assert not state.exists()
     with pytest.raises(ValueError, match="different training config"):
-        fit(tiny_model("egnn", xtb_data), train, val, RESUMABLE, progress=False, state_path=_stale(state))
+        fit(tiny_model("egnn", xtb_data), train, val, config, progress=False, state_path=_stale(state))
 
 
 def _stale(path):
