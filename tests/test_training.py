@@ -275,13 +275,17 @@ def test_stage_two_switches_the_energy_weight_at_its_epoch_and_keeps_its_own_bes
         return original(model, batch, rho, *args, **kwargs)
 
     monkeypatch.setattr(loop, "loss_and_backward", recording)
-    config = FitConfig(epochs=5, batch_size=10, lr=3e-3, stage_two_at=0.6, stage_two_rho=0.7, stage_two_lr=5e-4)
+    # scripted validation errors: stage one's best (0.3, epoch 2) beats every stage-two epoch
+    scripted = iter([0.5, 0.3, 0.4, 0.6, 0.5])
+    monkeypatch.setattr(loop, "errors", lambda *a, **k: {"force_mae_eV_per_A": next(scripted), "energy_mae_eV": 0.0})
+    config = FitConfig(epochs=5, batch_size=10, lr=1e-2, schedule="cosine", stage_two_at=0.6, stage_two_rho=1.0,
+                       stage_two_lr=5e-3)
     model, record = fit(tiny_model("egnn", xtb_data), xtb_data[:20], xtb_data[20:30], config, progress=False)
     assert config.stage_two_epoch == 3
-    assert seen == [0.01] * 6 + [0.7] * 4                     # 2 steps per epoch, the switch after epoch 3
+    assert seen == [0.01] * 6 + [1.0] * 4                     # 2 steps per epoch, the switch after epoch 3
     history = record["history"]
-    assert [h["rho"] for h in history] == [0.01, 0.01, 0.01, 0.7, 0.7]
-    assert all(h["lr"] <= 5e-4 for h in history[3:]) and history[0]["lr"] > 5e-4
+    assert [h["rho"] for h in history] == [0.01, 0.01, 0.01, 1.0, 1.0]
+    assert all(h["lr"] <= 5e-3 for h in history[3:]) and history[0]["lr"] > 5e-3
     stage_two_best = min(h["force_mae_eV_per_A"] for h in history[3:])
     assert record["best_val_force_mae_eV_per_A"] == stage_two_best   # chosen among stage-two epochs only
 
