@@ -32,8 +32,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 from docs_section import report
+from overrides import key_values
 
 from ase_asteroid.checkpoint import load_checkpoint
 from ase_asteroid.data import Dataset, read_dataset
@@ -173,13 +173,6 @@ def table(rows: list[dict], args) -> str:
     return "\n".join(lines)
 
 
-def _key_value(item: str) -> tuple[str, object]:
-    key, sep, value = item.partition("=")
-    if not sep:
-        raise SystemExit(f"--fit: expected KEY=VALUE, got {item!r}")
-    return key, yaml.safe_load(value)
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/md17")
@@ -202,7 +195,7 @@ def main(argv=None) -> int:
     parser.add_argument("--table-only", action="store_true", help="only render the table of the results file")
     parser.add_argument("--progress", action="store_true")
     args = parser.parse_args(argv)
-    args.fit = dict(_key_value(item) for item in args.fit)
+    args.fit = key_values(args.fit)
     torch.set_num_threads(args.threads)
     args.results.parent.mkdir(parents=True, exist_ok=True)
     done = [json.loads(line) for line in args.results.read_text().splitlines()] if args.results.exists() else []

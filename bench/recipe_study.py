@@ -23,21 +23,11 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
-import yaml
 from docs_section import report
+from overrides import key_values
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "md17" / "ethanol_ccsd_t-train.npz"
 MODELS = {"mace": {"name": "mace", "channels": 32, "max_L": 1}, "egnn": {"name": "egnn"}}
-
-
-def key_values(items: list[str]) -> dict:
-    values = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"expected KEY=VALUE, got {item!r}")
-        values[key] = yaml.safe_load(value)
-    return values
 
 
 def run(args) -> dict:
