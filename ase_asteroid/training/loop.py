@@ -90,6 +90,10 @@ class FitConfig:
     def in_stage_two(self, epoch: int) -> bool:
         return self.stage_two_epoch is not None and epoch >= self.stage_two_epoch
 
+    def rho_at(self, epoch: int) -> float:
+        """The energy weight of the loss in `epoch` (0-based): stage two's once it has started."""
+        return self.stage_two_rho if self.in_stage_two(epoch) else self.rho
+
     def __post_init__(self) -> None:
         check_types(self)
         for name in ("epochs", "batch_size"):
@@ -241,7 +245,7 @@ def fit(model: ForceField, train: Dataset, val: Dataset, config: FitConfig = Fit
             loss = score_matching_loss(model, batch, config.temperature_K, generator)
             loss.backward()
             return loss.detach()
-        rho = config.stage_two_rho if config.in_stage_two(epoch) else config.rho
+        rho = config.rho_at(epoch)
         return loss_and_backward(model, batch, rho, config.loss, config.force_grad, epsilon)
 
     epsilon = config.force_grad_epsilon_A or default_epsilon(model.dtype)
@@ -271,7 +275,7 @@ def fit(model: ForceField, train: Dataset, val: Dataset, config: FitConfig = Fit
             losses.append(float(loss.detach()))
         live = ema.swapped_into(model) if ema else None
         metrics = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
-                   "rho": config.stage_two_rho if config.in_stage_two(epoch) else config.rho,
+                   "rho": config.rho_at(epoch),
                    "train_loss": float(np.mean(losses)),
                    **errors(model, val)}
         improved = not metrics["force_mae_eV_per_A"] >= state["best"]  # NaN (unlabelled val): keep the latest
