@@ -1,7 +1,8 @@
 """Trainer parity: mace-torch's own trainer (mace_run_train) against ours with its default
-recipes, same MACE, same data, same dtype, side by side with one thread each, in one run.
+recipes, same MACE, same data, side by side with one thread each, in one run.
 
     python bench/trainer_parity.py --settings standard finetune --write docs/benchmarks.md
+    python bench/trainer_parity.py --settings standard --ours-epochs 140 --write docs/benchmarks.md
 
 Data (the MD17@CCSD protocol of ../shared/DESIGN.md, ethanol CCSD(T)): perm =
 default_rng(0).permutation(1000); train perm[:250] (standard) or perm[:200] (finetune),
@@ -17,9 +18,13 @@ pretrain_finetune). mace-torch runs with lr 0.01, AMSGrad, EMA 0.99, batch 10, a
 two (energy weight 1000, lr 1e-3) from 3/4 of the epochs; its stage-two model
 (``NAME_stagetwo.model``) is the one evaluated. Ours runs with nothing but the epoch counts
 set: every other setting is its default recipe (ase_asteroid/training/recipes.py).
-Model: MACE, 32x0e + 32x1o, max_ell 3, correlation 3, 2 interactions, r_max 5 Å, float64.
+Model: MACE, 32x0e + 32x1o, max_ell 3, correlation 3, 2 interactions, r_max 5 Å. Each
+trainer runs in its own default dtype unless told otherwise: mace-torch float64
+(``--peer-dtype``), ours float32 (``--ours-dtype``); with ``--ours-epochs`` our epoch budget
+can be set apart from mace-torch's, e.g. to what fits in its wall time.
 
-Rows are appended to ``--results`` as settings finish; a rerun skips finished settings.
+Rows are appended to ``--results`` as settings finish; a rerun skips settings whose rows
+with the same epochs and dtypes are there already.
 Times are wall times of training (set-up and test evaluation excluded) with both trainers
 running at once, one thread each; the figure shows validation force MAE against wall time.
 """
@@ -80,14 +85,15 @@ def _e0s(work: Path, name: str) -> str:
     return json.dumps({int(z): e for z, e in references.items()}).replace('"', "")
 
 
-def _mace_run(work: Path, name: str, train: str, epochs: int, swa: bool, foundation: str | None = None) -> list:
+def _mace_run(work: Path, name: str, train: str, epochs: int, swa: bool, dtype: str,
+              foundation: str | None = None) -> list:
     """One mace_run_train call; returns [(seconds since its start, validation force MAE eV/Å)]."""
     command = ["mace_run_train", "--name", name, "--train_file", str(work / f"{train}.extxyz"),
                "--valid_file", str(work / f"{'cheap_valid' if train == 'cheap_train' else 'valid'}.extxyz"),
                "--E0s", _e0s(work, train), "--model", "MACE", "--hidden_irreps", "32x0e + 32x1o", "--r_max", "5.0",
                "--max_ell", "3", "--correlation", "3", "--num_interactions", "2", "--batch_size", "10",
                "--valid_batch_size", "50", "--max_num_epochs", str(epochs), "--device", "cpu",
-               "--default_dtype", "float64", "--energy_key", "REF_energy", "--forces_key", "REF_forces",
+               "--default_dtype", dtype, "--energy_key", "REF_energy", "--forces_key", "REF_forces",
                "--eval_interval", "1", "--seed", "0", "--work_dir", str(work / "peer"), "--lr", "0.01",
                "--amsgrad", "--ema", "--ema_decay", "0.99"]
     if swa:
@@ -116,23 +122,23 @@ def _eval_lines(log: Path, seen: int) -> tuple[list, int]:
     return evals[seen:], len(evals)
 
 
-def run_peer(setting: str, work: Path, epochs: int, pretrain_epochs: int) -> dict:
+def run_peer(setting: str, work: Path, epochs: int, pretrain_epochs: int, dtype: str) -> dict:
     start = time.perf_counter()
     curve, offset = [], 0.0
     if setting == "finetune":
-        _mace_run(work, "peer_pre", "cheap_train", pretrain_epochs, swa=False)
+        _mace_run(work, "peer_pre", "cheap_train", pretrain_epochs, False, dtype)
         offset = time.perf_counter() - start
         foundation = str(work / "peer" / "peer_pre.model")
-        curve = [(offset + t, mae) for t, mae in _mace_run(work, "peer_ft", "train200", epochs, True, foundation)]
+        curve = [(offset + t, mae) for t, mae in _mace_run(work, "peer_ft", "train200", epochs, True, dtype, foundation)]
         model = work / "peer" / "peer_ft_stagetwo.model"
     else:
-        curve = _mace_run(work, "peer", "train250", epochs, swa=True)
+        curve = _mace_run(work, "peer", "train250", epochs, True, dtype)
         model = work / "peer" / "peer_stagetwo.model"
     seconds = time.perf_counter() - start
-    return {"seconds": seconds, "pretrain_seconds": offset, "curve": curve, **_peer_errors(model, _read(work, "test"))}
+    return {"seconds": seconds, "pretrain_seconds": offset, "curve": curve, **_peer_errors(model, _read(work, "test"), dtype)}
 
 
-def _peer_errors(model_path: Path, test) -> dict:
+def _peer_errors(model_path: Path, test, dtype: str) -> dict:
     import torch
 
     from ase_asteroid.models.mace_import import import_mace
@@ -142,7 +148,7 @@ def _peer_errors(model_path: Path, test) -> dict:
 
     # mace_run_train writes a pickled model: this run's own file, so it is loaded with the unpickler on purpose
     peer = torch.load(model_path, map_location="cpu", weights_only=False)
-    calc = MACECalculator(models=peer, device="cpu", default_dtype="float64")
+    calc = MACECalculator(models=peer, device="cpu", default_dtype=dtype)
     force_errors, energy_errors = [], []
     for c in test:
         atoms = c.to_atoms()
@@ -159,7 +165,7 @@ def _summary(force_mae_eV_per_A: float, energy_mae_eV: float) -> dict:
             "energy_mae_kcal_per_mol": float(energy_mae_eV / units.energy_factor("kcal/mol"))}
 
 
-def run_ours(setting: str, work: Path, epochs: int, pretrain_epochs: int) -> dict:
+def run_ours(setting: str, work: Path, epochs: int, pretrain_epochs: int, dtype: str) -> dict:
     import torch
 
     from ase_asteroid.evaluation import evaluate
@@ -168,8 +174,8 @@ def run_ours(setting: str, work: Path, epochs: int, pretrain_epochs: int) -> dic
 
     method = "pretrain_finetune" if setting == "finetune" else "standard"
     config = TrainConfig(method=method, accurate=DataSpec(str(work / "train250.extxyz")), model=MODEL,
-                         dtype="float64", cheap=DataSpec(str(work / "cheap_train.extxyz")) if method != "standard" else None,
-                         fit={"epochs": epochs}, pretrain_fit={"epochs": pretrain_epochs}, out=str(work / f"ours_{setting}"))
+                         dtype=dtype, cheap=DataSpec(str(work / "cheap_train.extxyz")) if method != "standard" else None,
+                         fit={"epochs": epochs}, pretrain_fit={"epochs": pretrain_epochs} if pretrain_epochs else {}, out=str(work / f"ours_{setting}"))
     if setting == "finetune":
         splits = Splits(_read(work, "train200"), _read(work, "valid"), _read(work, "cheap_train"),
                         _read(work, "cheap_valid"))
@@ -192,39 +198,51 @@ def run_ours(setting: str, work: Path, epochs: int, pretrain_epochs: int) -> dic
             "curve": curve, **_summary(e["force_mae_meV_per_A"] / 1000, e["energy_mae_meV"] / 1000)}
 
 
+def run_settings(setting: str, trainer: str, args) -> dict:
+    """What a row of `trainer` on `setting` is run with: its epochs, pre-training epochs and dtype."""
+    peer = trainer == "mace_run_train"
+    return {"setting": setting, "trainer": trainer,
+            "epochs": args.epochs if peer or args.ours_epochs is None else args.ours_epochs,
+            "pretrain_epochs": 0 if setting != "finetune" else args.peer_pretrain_epochs if peer else args.pretrain_epochs,
+            "dtype": args.peer_dtype if peer else args.ours_dtype}
+
+
+def _matches(row: dict, wanted: dict) -> bool:
+    return all(row.get(k, "float64" if k == "dtype" else None) == v for k, v in wanted.items())
+
+
 def run_setting(setting: str, args) -> list[dict]:
     """Both trainers at once, one thread each, in child processes; their rows."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     children = {}
     for trainer in TRAINERS:
+        wanted = run_settings(setting, trainer, args)
         result = args.work / f"{setting}_{trainer}.json"
         result.unlink(missing_ok=True)
-        children[trainer] = (result, subprocess.Popen(
-            [sys.executable, __file__, "--child", trainer, "--settings", setting, "--work", str(args.work),
-             "--epochs", str(args.epochs), "--pretrain-epochs", str(args.pretrain_epochs),
-             "--peer-pretrain-epochs", str(args.peer_pretrain_epochs)], env=env))
+        children[trainer] = (wanted, result, subprocess.Popen(
+            [sys.executable, __file__, "--child", trainer, "--work", str(args.work), "--child-run", json.dumps(wanted)],
+            env=env))
     rows = []
-    for trainer, (result, process) in children.items():
+    for trainer, (wanted, result, process) in children.items():
         if process.wait():
             raise RuntimeError(f"{trainer} failed on {setting}")
-        row = json.loads(result.read_text())
-        epochs = {"epochs": args.epochs, "pretrain_epochs": (args.peer_pretrain_epochs if trainer == "mace_run_train"
-                                                            else args.pretrain_epochs) if setting == "finetune" else 0}
-        rows.append({"setting": setting, "trainer": trainer, **epochs, **row})
+        rows.append({**wanted, **json.loads(result.read_text())})
     return rows
 
 
 def table(rows: list[dict], args) -> str:
-    lines = ["Ethanol CCSD(T), MD17@CCSD protocol, MACE 32x0e+32x1o float64; both trainers of a setting at once, "
+    lines = ["Ethanol CCSD(T), MD17@CCSD protocol, MACE 32x0e+32x1o; both trainers of a setting at once, "
              "one thread each. mace-torch: its stage-two model. Ours: default recipes, only epochs set.",
-             "", "| setting | trainer | epochs (pre-training) | test force MAE kcal/mol/Å (meV/Å) | ratio to mace-torch | "
-             "test energy MAE kcal/mol | wall time min (pre-training) |", "|---|---|---|---|---|---|---|"]
+             "", "| setting | trainer | dtype | epochs (pre-training) | test force MAE kcal/mol/Å (meV/Å) | "
+             "ratio to mace-torch | test energy MAE kcal/mol | wall time min (pre-training) | ratio to mace-torch |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         peer = next(p for p in rows if p["setting"] == r["setting"] and p["trainer"] == "mace_run_train")
-        lines.append(f"| {r['setting']} | {r['trainer']} | {r['epochs']} ({r['pretrain_epochs']}) | "
+        lines.append(f"| {r['setting']} | {r['trainer']} | {r.get('dtype', 'float64')} | {r['epochs']} ({r['pretrain_epochs']}) | "
                      f"{r['force_mae_kcal_per_mol_A']:.3f} "
                      f"({r['force_mae_meV_per_A']:.1f}) | {r['force_mae_kcal_per_mol_A'] / peer['force_mae_kcal_per_mol_A']:.2f} | "
-                     f"{r['energy_mae_kcal_per_mol']:.3f} | {r['seconds'] / 60:.1f} ({r['pretrain_seconds'] / 60:.1f}) |")
+                     f"{r['energy_mae_kcal_per_mol']:.3f} | {r['seconds'] / 60:.1f} ({r['pretrain_seconds'] / 60:.1f}) | "
+                     f"{r['seconds'] / peer['seconds']:.2f} |")
     lines += ["", "Time to accuracy (validation force MAE against wall time, the figure):"]
     for setting in dict.fromkeys(r["setting"] for r in rows):
         peer, ours = (next(r for r in rows if r["setting"] == setting and r["trainer"] == t) for t in TRAINERS)
@@ -255,38 +273,46 @@ def plot(rows: list[dict], path: Path) -> None:
 
 
 def main(argv=None) -> int:
+    from ase_asteroid.training.config import TrainConfig
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--settings", nargs="+", default=["standard", "finetune"], choices=["standard", "finetune"])
     parser.add_argument("--data-dir", type=Path, default=DATA)
     parser.add_argument("--epochs", type=int, default=110, help="epochs of training on the accurate data")
+    parser.add_argument("--ours-epochs", type=int, help="our epochs on the accurate data (default: --epochs)")
     parser.add_argument("--pretrain-epochs", type=int, default=10, help="our pre-training epochs")
     parser.add_argument("--peer-pretrain-epochs", type=int, default=20, help="mace-torch's pre-training epochs")
+    parser.add_argument("--peer-dtype", default="float64", choices=["float32", "float64"],
+                        help="mace-torch's dtype (its default: float64)")
+    parser.add_argument("--ours-dtype", default=TrainConfig.dtype, choices=["float32", "float64"],
+                        help=f"our dtype (our default: {TrainConfig.dtype})")
     parser.add_argument("--n-cheap", type=int, default=2000)
     parser.add_argument("--work", type=Path, default=Path("bench_results/trainer_parity"))
     parser.add_argument("--results", type=Path, default=Path("bench_results/trainer_parity.jsonl"))
     parser.add_argument("--figure", type=Path, default=Path("docs/figures/trainer_parity.png"))
     parser.add_argument("--write", type=Path, help="update this markdown file's trainer-parity section")
     parser.add_argument("--child", choices=TRAINERS, help=argparse.SUPPRESS)
+    parser.add_argument("--child-run", type=json.loads, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.work = args.work.resolve()
     if args.child:
         import torch
         torch.set_num_threads(1)
         run = run_peer if args.child == "mace_run_train" else run_ours
-        result = run(args.settings[0], args.work, args.epochs,
-                     args.peer_pretrain_epochs if args.child == "mace_run_train" else args.pretrain_epochs)
-        (args.work / f"{args.settings[0]}_{args.child}.json").write_text(json.dumps(result))
+        wanted = args.child_run
+        result = run(wanted["setting"], args.work, wanted["epochs"], wanted["pretrain_epochs"], wanted["dtype"])
+        (args.work / f"{wanted['setting']}_{args.child}.json").write_text(json.dumps(result))
         return 0
     prepare(args.work, args.data_dir, args.n_cheap)
     rows = [json.loads(x) for x in args.results.read_text().splitlines()] if args.results.exists() else []
     for setting in args.settings:
-        if any(r["setting"] == setting for r in rows):
+        if all(any(_matches(r, run_settings(setting, t, args)) for r in rows) for t in TRAINERS):
             continue
         for row in run_setting(setting, args):
             rows.append(row)
             with open(args.results, "a") as handle:
                 handle.write(json.dumps(row) + "\n")
-    rows = [r for r in rows if r["setting"] in args.settings]
+    rows = [r for r in rows for s in args.settings for t in TRAINERS if _matches(r, run_settings(s, t, args))]
     plot(rows, args.figure)
     command = "python bench/trainer_parity.py " + " ".join(argv if argv is not None else sys.argv[1:])
     report(table(rows, args) + f"\n\n![validation force MAE against wall time]({Path('figures') / args.figure.name})",
