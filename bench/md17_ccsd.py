@@ -7,7 +7,8 @@ Protocol (../shared/DESIGN.md): per molecule, perm = default_rng(0).permutation(
 CCSD/CCSD(T) train file; standard trains on perm[:250], the cheap-data methods on
 perm[:200]; validation perm[250:300]; test = aspirin's CCSD test file, and for ethanol and
 malonaldehyde (train file only) the held-out perm[500:] (500 configurations). Cheap data:
-the union of the molecule's ten rMD17 files (PBE/def2-SVP), duplicates removed and every
+the union of the molecule's ten rMD17 files, with their new labels (PBE/def2-SVP) or their
+old ones (``--labels old``: the original MD17's PBE+vdW-TS), duplicates removed and every
 configuration removed whose interatomic distances match a CCSD configuration within
 1e-3 Å (the CCSD(T) ethanol file is in another frame, so coordinates cannot be compared);
 then default_rng(0).permutation picks N cheap training configurations ([:N], nested
@@ -18,11 +19,15 @@ rows it has): standard (250), asteroid (200 + N, γ chosen by validation after
 fine-tuning if several are given), pretrain_finetune (no bias weights, γ = ∞) whose
 pre-trained stage is also the cheap_only row, and score_matching (the rMD17 geometries
 of the largest N with labels removed, 500 K, the temperature of the MD17 trajectories).
+Every run is repeated for each of ``--seeds`` (model initialisation and batch order; the
+data splits stay) and each cheap label set of ``--labels``; the table gives the mean over
+seeds with the seeds' range.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import resource
 import shutil
@@ -52,6 +57,7 @@ ANCHORS_ETHANOL = {"mace-torch standard, 250": 0.464, "mace-torch naive pre-trai
                    "sGDML, 250": 0.738}
 MODELS = {"egnn": ({"name": "egnn"}, "float32"), "mace": ({"name": "mace", "channels": 32, "max_L": 1}, "float32")}
 SM_TEMPERATURE_K = 500.0
+OTHER = {"new": "old", "old": "new"}  # multi_head3's third head: the other label set of the rMD17 files
 
 
 def accurate_splits(data_dir: Path, molecule: str) -> tuple[Dataset, Dataset, Dataset, Dataset, Dataset]:
@@ -93,27 +99,28 @@ def run_one(spec: dict, data: dict, args) -> list[dict]:
     cheap_perm = np.random.default_rng(0).permutation(len(data["pool"]))
     cheap, cheap_val = data["pool"].subset(cheap_perm[:n]), data["pool"].subset(cheap_perm[-100:])
     pretrain_epochs = max(1, round(args.pretrain_visits / max(n, 1)))
-    fit = {**args.fit, "epochs": args.epochs, "seed": args.seed}
-    pretrain = {**args.fit, "epochs": pretrain_epochs, "seed": args.seed}
+    seed = spec["seed"]
+    fit = {**args.fit, "epochs": args.epochs, "seed": seed}
+    pretrain = {**args.fit, "epochs": pretrain_epochs, "seed": seed}
     out = args.results.parent / "runs" / "_".join(str(v) for v in spec.values())
     method, more = spec["method"], ()
     if method.startswith("multi_head"):  # one joint stage, as many configuration visits as the others' stages
         fit = {**fit, "epochs": max(1, round((args.pretrain_visits + args.epochs * 200) / (n + 4 * 200)))}
-        if method == "multi_head3":  # a third fidelity: the original MD17 labels (PBE+vdW-TS), other geometries
-            old = cheap_pool(args.data_dir, spec["molecule"], None, data["cache"], labels="old")
-            more = (old.subset(cheap_perm[n:2 * n]),)
+        if method == "multi_head3":  # a third fidelity: the other rMD17 label set, on other geometries
+            other = cheap_pool(args.data_dir, spec["molecule"], None, data["cache"], labels=OTHER[spec["labels"]])
+            more = (other.subset(cheap_perm[n:2 * n]),)
         method = "multi_head"
     config = TrainConfig(method=method, accurate=DataSpec(ACCURATE[spec["molecule"]]), model=model,
                          dtype=dtype, cheap=DataSpec("rMD17") if n else None, gamma_eV_per_A=list(args.gammas),
-                         temperature_K=SM_TEMPERATURE_K, fit=fit, pretrain_fit=pretrain, out=str(out), seed=args.seed,
+                         temperature_K=SM_TEMPERATURE_K, fit=fit, pretrain_fit=pretrain, out=str(out), seed=seed,
                          accurate_repeats=4 if method == "multi_head" else 1)
     train = data["train250"] if spec["accurate"] == 250 else data["train200"]
-    shared_bias = args.results.parent / "runs" / f"{spec['molecule']}_{spec['backend']}_bias_identification.ckpt"
+    shared_bias = args.results.parent / "runs" / f"{spec['molecule']}_{spec['backend']}_seed{seed}_bias_identification.ckpt"
     if spec["method"] == "asteroid" and shared_bias.exists():  # stage 1 does not depend on N: train it once
         out.mkdir(parents=True, exist_ok=True)
         shutil.copy(shared_bias, out / "bias_identification.ckpt")
     start = time.perf_counter()
-    torch.manual_seed(args.seed)
+    torch.manual_seed(seed)
     final, paths = run_stages(config, Splits(train, data["val"], cheap if n else None, cheap_val if n else None, more),
                               progress=args.progress, resume=True)
     seconds = time.perf_counter() - start
@@ -138,14 +145,36 @@ def _errors(model, test: Dataset) -> dict:
 
 def planned(args) -> list[dict]:
     runs = []
-    for molecule in args.molecules:
-        for backend in args.backends:
-            runs.append({"molecule": molecule, "backend": backend, "method": "standard", "cheap": 0, "accurate": 250})
-            for method in args.methods:
-                sizes = [max(args.cheap_sizes)] if method == "score_matching" else args.cheap_sizes
-                runs += [{"molecule": molecule, "backend": backend, "method": method, "cheap": n, "accurate": 200}
-                         for n in sizes]
+    for molecule, backend, seed in itertools.product(args.molecules, args.backends, args.seeds):
+        common = {"molecule": molecule, "backend": backend, "seed": seed}
+        runs.append({**common, "method": "standard", "cheap": 0, "accurate": 250, "labels": "-"})
+        for method, labels in itertools.product(args.methods, args.labels):
+            sizes = [max(args.cheap_sizes)] if method == "score_matching" else args.cheap_sizes
+            runs += [{**common, "method": method, "cheap": n, "accurate": 200, "labels": labels} for n in sizes]
     return runs
+
+
+def key(row: dict) -> tuple:
+    """What makes a run: rows written before seeds and label sets were recorded are seed 0 and "new"."""
+    labels = "-" if row["method"] == "standard" else row.get("labels", "new")
+    return (row["molecule"], row["backend"], row["method"], row["cheap"],
+            row.get("accurate", 250 if row["method"] == "standard" else 200), labels, row.get("seed", 0))
+
+
+def mean_over_seeds(rows: list[dict]) -> list[dict]:
+    """One row per run without its seed: the mean, the seeds' min and max, and how many seeds."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(key(r)[:-1], []).append(r)
+    merged = []
+    for group in groups.values():
+        mae = [r["force_mae_kcal_per_mol_A"] for r in group]
+        merged.append({**group[0], "labels": key(group[0])[5], "seeds": len(group),
+                       "force_mae_kcal_per_mol_A": float(np.mean(mae)), "force_mae_range": (min(mae), max(mae)),
+                       "force_mae_meV_per_A": float(np.mean([r["force_mae_meV_per_A"] for r in group])),
+                       "energy_mae_meV": float(np.mean([r["energy_mae_meV"] for r in group])),
+                       "seconds": float(np.mean([r["seconds"] for r in group]))})
+    return merged
 
 
 def table(rows: list[dict], args) -> str:
@@ -154,17 +183,22 @@ def table(rows: list[dict], args) -> str:
              f"recipes (docs/training.md){' with ' + str(args.fit) if args.fit else ''}, float32, γ grid {list(args.gammas)} eV/Å (chosen by validation after "
              f"fine-tuning). Models: {', '.join(f'{k} {v[0]}' for k, v in MODELS.items())}. Wall time on this "
              "2-core machine, one thread per run.", "",
-             "| molecule | model | method | accurate | cheap | force MAE kcal/mol/Å (meV/Å) | vs standard | "
-             "energy MAE meV | γ | time min |", "|---|---|---|---|---|---|---|---|---|---|"]
-    for r in sorted(rows, key=lambda r: (r["molecule"], r["backend"], r["cheap"], r["method"], -r["accurate"])):
+             "Cheap labels: new = rMD17 PBE/def2-SVP, old = the original MD17 PBE+vdW-TS. With several seeds "
+             "(model initialisation and batch order), the force MAE is their mean [min–max].", "",
+             "| molecule | model | method | accurate | cheap | labels | seeds | force MAE kcal/mol/Å (meV/Å) | "
+             "vs standard | energy MAE meV | γ | time min |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    rows = mean_over_seeds(rows)
+    for r in sorted(rows, key=lambda r: (r["molecule"], r["backend"], r["cheap"], r["labels"], r["method"], -r["accurate"])):
         standard = next((s for s in rows if (s["molecule"], s["backend"], s["method"], s["accurate"]) ==
                          (r["molecule"], r["backend"], "standard", 250)), None)
+        spread = (f" [{r['force_mae_range'][0]:.3f}–{r['force_mae_range'][1]:.3f}]" if r["seeds"] > 1 else "")
         ratio = f"{r['force_mae_kcal_per_mol_A'] / standard['force_mae_kcal_per_mol_A'] - 1:+.0%}" if standard else "-"
         gamma = r.get("gamma_search", {}).get("chosen_gamma_eV_per_A", "-")
         # a "standard, 200" row is stage 1 of the first asteroid run; its time is counted there
         minutes = "(in asteroid)" if r["method"] == "standard" and r["accurate"] == 200 else f"{r['seconds'] / 60:.1f}"
         lines.append(f"| {r['molecule']} | {r['backend']} | {r['method']} | {r['accurate']} | {r['cheap']} | "
-                     f"{r['force_mae_kcal_per_mol_A']:.3f} ({r['force_mae_meV_per_A']:.1f}) | {ratio} | "
+                     f"{r['labels']} | {r['seeds']} | {r['force_mae_kcal_per_mol_A']:.3f}{spread} "
+                     f"({r['force_mae_meV_per_A']:.1f}) | {ratio} | "
                      f"{r['energy_mae_meV']:.1f} | {gamma} | {minutes} |")
     lines += ["", "Paper (Bukharin et al. 2023, Table 3, GemNet, ASTEROID with 200 CCSD(T) + DFT), kcal/mol/Å: " +
               ", ".join(f"{k} {v}" for k, v in PAPER_ASTEROID.items()) + ".",
@@ -180,13 +214,16 @@ def main(argv=None) -> int:
     parser.add_argument("--backends", nargs="+", default=["egnn", "mace"], choices=list(MODELS))
     parser.add_argument("--methods", nargs="*", default=["asteroid", "pretrain_finetune", "score_matching"],
                         choices=["asteroid", "pretrain_finetune", "score_matching", "multi_head", "multi_head3"],
-                        help="multi_head: CCSD + DFT heads; multi_head3: + a PBE+vdW-TS head (other geometries)")
+                        help="multi_head: CCSD + DFT heads; multi_head3: + a head for the other rMD17 label set (other geometries)")
     parser.add_argument("--cheap-sizes", nargs="+", type=int, default=[1000, 2000, 4000])
     parser.add_argument("--gammas", nargs="+", type=float, default=[0.05], help="γ grid, eV/Å")
     parser.add_argument("--epochs", type=int, default=200, help="epochs of each accurate-data stage")
     parser.add_argument("--pretrain-visits", type=int, default=40000,
                         help="configurations seen in pre-training (epochs = this / N)")
-    parser.add_argument("--seed", type=int, default=0, help="model initialisation and batch order (not the data splits)")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0],
+                        help="model initialisation and batch order (not the data splits); each seed is a run")
+    parser.add_argument("--labels", nargs="+", choices=["new", "old"], default=["new"],
+                        help="cheap labels: new = rMD17 PBE/def2-SVP, old = the original MD17 PBE+vdW-TS")
     parser.add_argument("--fit", nargs="*", default=[], metavar="KEY=VALUE",
                         help="override recipe keys in every stage, e.g. rho=0.1 (values read as YAML)")
     parser.add_argument("--threads", type=int, default=1)
@@ -199,19 +236,19 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     args.results.parent.mkdir(parents=True, exist_ok=True)
     done = [json.loads(line) for line in args.results.read_text().splitlines()] if args.results.exists() else []
-    key = lambda r: (r["molecule"], r["backend"], r["method"], r["cheap"], r.get("accurate", 250 if r["method"] == "standard" else 200))
     finished = {key(r) for r in done}
     todo = [] if args.table_only else [s for s in planned(args) if key(s) not in finished]
     data = {}
     for spec in todo:
-        if spec["molecule"] not in data:
+        labels = "new" if spec["labels"] == "-" else spec["labels"]
+        if (spec["molecule"], labels) not in data:
             train250, train200, val, test, ccsd = accurate_splits(args.data_dir, spec["molecule"])
             cache = args.results.parent / f"cheap_{spec['molecule']}.json"
-            pool = cheap_pool(args.data_dir, spec["molecule"], ccsd, cache)
-            data = {spec["molecule"]: dict(train250=train250, train200=train200, val=val, test=test, pool=pool,
-                                           cache=cache)}
+            pool = cheap_pool(args.data_dir, spec["molecule"], ccsd, cache, labels=labels)
+            data = {(spec["molecule"], labels): dict(train250=train250, train200=train200, val=val, test=test,
+                                                     pool=pool, cache=cache)}
         print(f"run {spec}", file=sys.stderr, flush=True)
-        for row in run_one(spec, data[spec["molecule"]], args):
+        for row in run_one(spec, data[(spec["molecule"], labels)], args):
             with open(args.results, "a") as handle:
                 handle.write(json.dumps(row) + "\n")
             done.append(row)
