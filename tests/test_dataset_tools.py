@@ -1,3 +1,6 @@
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 from ase.build import molecule
@@ -6,7 +9,7 @@ from ase_asteroid.data import (Configuration, Dataset, center, fit_energy_refere
                                remove_leakage, split, split_indices)
 from ase_asteroid.data.references import force_rms
 from ase_asteroid.data.summary import format_summary, summarize
-from ase_asteroid.data.tools import duplicate_indices, leaking_indices
+from ase_asteroid.data.tools import duplicate_indices, leaking_indices, matching_pairs
 
 
 def test_split_indices_follow_the_benchmark_protocol():
@@ -60,6 +63,24 @@ def test_leakage_is_found_in_another_frame(xtb_data):
     assert duplicate_indices(xtb_data + test) == [40, 41]
     with pytest.raises(ValueError, match="compare must be one of"):
         leaking_indices(xtb_data, test, compare="rmsd")
+
+
+def test_matching_pairs_name_the_partner_and_the_true_bias_survives_the_frame(xtb_data):
+    """bench/label_bias.py: pairs found across frames, the rotation recovered, forces compared in one frame."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("label_bias", Path(__file__).parents[1] / "bench" / "label_bias.py")
+    sys.path.insert(0, str(Path(__file__).parents[1] / "bench"))
+    label_bias = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(label_bias)
+    from ase_asteroid.testing import random_rotation
+    rotation = random_rotation(np.random.default_rng(1))
+    partners = Dataset([xtb_data[i].with_(positions=xtb_data[i].positions @ rotation.T - 3.0,
+                                          forces=xtb_data[i].forces @ rotation.T + 0.25) for i in (7, 4)])
+    assert matching_pairs(xtb_data, partners) == [(4, 1), (7, 0)]
+    for i, j in matching_pairs(xtb_data, partners):
+        r = label_bias.superimposing_rotation(xtb_data[i].positions, partners[j].positions)
+        assert np.isclose(np.linalg.det(r), 1.0) and np.allclose(r, rotation.T, atol=1e-8)
+        assert np.isclose(np.abs(xtb_data[i].forces @ r - partners[j].forces).mean(), 0.25)
 
 
 def test_center_moves_the_molecule_to_the_origin(xtb_data):

@@ -84,19 +84,26 @@ def remove_duplicates(dataset: Dataset, tolerance_A: float = 1e-6,
     return dataset.subset(i for i in range(len(dataset)) if i not in drop)
 
 
-def leaking_indices(dataset: Dataset, test: Dataset, tolerance_A: float = 1e-3,
-                    compare: str = "distances") -> list[int]:
-    """Indices of `dataset` within `tolerance_A` of any configuration of `test`."""
+def matching_pairs(dataset: Dataset, test: Dataset, tolerance_A: float = 1e-3,
+                   compare: str = "distances") -> list[tuple[int, int]]:
+    """(i, j) for each configuration i of `dataset` within `tolerance_A` of configuration j
+    of `test` (the nearest one), sorted by i."""
     test_groups = _groups(test)
-    leaking = []
+    pairs = []
     for key, indices in _groups(dataset).items():
         if key not in test_groups:
             continue
         tree = cKDTree(_features(test, test_groups[key], compare))
-        distance, _ = tree.query(_features(dataset, indices, compare), p=np.inf,
-                                 distance_upper_bound=tolerance_A)
-        leaking += [i for i, d in zip(indices, distance) if np.isfinite(d)]
-    return sorted(leaking)
+        distance, nearest = tree.query(_features(dataset, indices, compare), p=np.inf,
+                                       distance_upper_bound=tolerance_A)
+        pairs += [(i, test_groups[key][k]) for i, d, k in zip(indices, distance, nearest) if np.isfinite(d)]
+    return sorted(pairs)
+
+
+def leaking_indices(dataset: Dataset, test: Dataset, tolerance_A: float = 1e-3,
+                    compare: str = "distances") -> list[int]:
+    """Indices of `dataset` within `tolerance_A` of any configuration of `test`."""
+    return [i for i, _ in matching_pairs(dataset, test, tolerance_A, compare)]
 
 
 def remove_leakage(dataset: Dataset, test: Dataset, tolerance_A: float = 1e-3,

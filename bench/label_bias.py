@@ -1,0 +1,108 @@
+"""The true bias of the cheap labels where it is known: rMD17 geometries that are also in a
+MD17@CCSD file, with the rMD17 files' new labels (PBE/def2-SVP) and old ones (the original
+MD17's PBE+vdW-TS).
+
+    python bench/label_bias.py --write docs/benchmarks.md
+    python bench/label_bias.py --molecules ethanol --stage-one runs/ethanol_mace_seed0_bias_identification.ckpt
+
+A geometry is shared when its interatomic distances match a CCSD configuration's within
+1e-3 Å (as the leakage filter of bench/md17_ccsd.py finds them). The CCSD(T) ethanol file is
+in another frame, so each rMD17 geometry is superimposed onto its CCSD partner (Kabsch,
+proper rotation) and its forces are rotated with it. The true bias of a configuration is
+then what ASTEROID's B(x) estimates: the mean |f_cheap − f_CCSD| over force components,
+eV/Å. Bias weighting can only select among cheap labels when this varies between
+configurations, so the table gives its spread (5/25/50/75/95 % points and the
+interquartile range relative to the median) besides its level. With ``--stage-one CKPT``
+(a model trained on the accurate labels, ASTEROID's stage 1) it also gives B(x) at the same
+geometries and its correlation with the true bias: how well the model identifies the bias.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+from docs_section import report
+from scipy.stats import pearsonr, spearmanr
+
+from ase_asteroid.data import Dataset, read_dataset
+from ase_asteroid.data.tools import matching_pairs
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "md17"
+CCSD = {"ethanol": ["ethanol_ccsd_t-train.npz"], "malonaldehyde": ["malonaldehyde_ccsd_t-train.npz"],
+        "aspirin": ["aspirin_ccsd-train.npz", "aspirin_ccsd-test.npz"]}
+LABELS = {"new": "PBE/def2-SVP", "old": "PBE+vdW-TS"}
+
+
+def superimposing_rotation(moving: np.ndarray, fixed: np.ndarray) -> np.ndarray:
+    """The proper rotation R (3×3) that minimises |(moving − centroid) R − (fixed − centroid)|."""
+    a, b = moving - moving.mean(0), fixed - fixed.mean(0)
+    u, _, vt = np.linalg.svd(a.T @ b)
+    d = np.sign(np.linalg.det(u @ vt))
+    return u @ np.diag([1.0, 1.0, d]) @ vt
+
+
+def shared_geometries(data_dir: Path, molecule: str, labels: str) -> tuple[Dataset, np.ndarray, np.ndarray]:
+    """The rMD17 configurations found in the CCSD files, their true bias per configuration
+    (eV/Å), and the largest superposition residual (Å)."""
+    ccsd = Dataset([c for name in CCSD[molecule] for c in read_dataset(data_dir / name)])
+    cheap = Dataset([c for f in sorted(data_dir.glob(f"rmd17_{molecule}_*.npz")) for c in read_dataset(f, labels=labels)])
+    pairs = matching_pairs(cheap, ccsd)
+    bias, residual = [], []
+    for i, j in pairs:
+        rotation = superimposing_rotation(cheap[i].positions, ccsd[j].positions)
+        moved = (cheap[i].positions - cheap[i].positions.mean(0)) @ rotation
+        residual.append(np.abs(moved - (ccsd[j].positions - ccsd[j].positions.mean(0))).max())
+        bias.append(np.abs(cheap[i].forces @ rotation - ccsd[j].forces).mean())
+    return cheap.subset([i for i, _ in pairs]), np.array(bias), np.array(residual)
+
+
+def row(molecule: str, labels: str, args) -> dict:
+    cheap, bias, residual = shared_geometries(args.data_dir, molecule, labels)
+    q = np.percentile(bias, [5, 25, 50, 75, 95])
+    result = {"molecule": molecule, "labels": labels, "shared": len(bias), "max_residual_A": float(residual.max()),
+              "mean": float(bias.mean()), "percentiles": q.tolist(), "relative_iqr": float((q[3] - q[1]) / q[2])}
+    if args.stage_one:
+        from ase_asteroid.checkpoint import load_checkpoint
+        from ase_asteroid.training.stages import force_bias
+        estimate = force_bias(load_checkpoint(args.stage_one), cheap)
+        result.update(B_median=float(np.median(estimate)), pearson=float(pearsonr(estimate, bias)[0]),
+                      spearman=float(spearmanr(estimate, bias)[0]))
+    return result
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["True bias of the cheap force labels at the geometries shared with the CCSD files (mean |Δf| "
+             "per configuration over force components, eV/Å).", "",
+             "| molecule | cheap labels | shared geometries | mean | 5/25/50/75/95 % | IQR / median |"
+             + (" B(x) median | Pearson | Spearman |" if "pearson" in rows[0] else ""),
+             "|---|---|---|---|---|---|" + ("---|---|---|" if "pearson" in rows[0] else "")]
+    for r in rows:
+        line = (f"| {r['molecule']} | {r['labels']} ({LABELS[r['labels']]}) | {r['shared']} | {r['mean']:.3f} | "
+                + "/".join(f"{x:.3f}" for x in r["percentiles"]) + f" | {r['relative_iqr']:.2f} |")
+        if "pearson" in r:
+            line += f" {r['B_median']:.3f} | {r['pearson']:.2f} | {r['spearman']:.2f} |"
+        lines.append(line)
+    worst = max(r["max_residual_A"] for r in rows)
+    lines += ["", f"Largest superposition residual of a shared geometry: {worst:.1e} Å."]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", type=Path, default=DATA)
+    parser.add_argument("--molecules", nargs="+", default=list(CCSD), choices=list(CCSD))
+    parser.add_argument("--labels", nargs="+", default=list(LABELS), choices=list(LABELS))
+    parser.add_argument("--stage-one", type=Path, help="a stage-1 checkpoint: also report B(x) and its correlation")
+    parser.add_argument("--write", type=Path, help="update this markdown file's label-bias section")
+    args = parser.parse_args(argv)
+    rows = [row(m, labels, args) for m in args.molecules for labels in args.labels]
+    command = "python bench/label_bias.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    report(table(rows), "label-bias", command, args.write)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
