@@ -1,7 +1,10 @@
 """The stability sweep: models × step sizes × replicas of Langevin MD, with divergence
-detection. Each run's row is written the moment the run stops (``runs.jsonl``), so an
-interrupted sweep keeps every finished run and ``resume=True`` skips them; ``sweep.json``
-records the settings, and a resume with different ones is refused. Seeds are derived from (seed, model name,
+detection. Runs are simulated in batches (tasks: one per model, or one per (model, step
+size) with workers or a Dask scheduler), but each run's row is written the moment the run
+stops (``runs.jsonl``), in every mode: tasks on other processes or machines report it back
+at once (ase_asteroid.parallel, ``on_item``). So an interrupted sweep keeps every finished
+run and ``resume=True`` skips exactly those; ``sweep.json`` records the settings, and a
+resume with different ones is refused. Seeds are derived from (seed, model name,
 step size, replica), so any run can be repeated on its own.
 """
 
@@ -99,6 +102,10 @@ def run_task(source: str, name: str, molecule: Atoms, config: SweepConfig,
     return [_row(name, dt, replica, r) for (dt, replica), r in zip(runs, results)]
 
 
+def _key(row: dict) -> tuple:
+    return row["model"], row["step_size_fs"], row["replica"]
+
+
 def _row(name: str, dt: float, replica: int, r) -> dict:
     return {"model": name, "step_size_fs": dt, "replica": replica, "stable": r.stable,
             "steps_completed": r.steps_completed, "steps_total": r.spec.steps,
@@ -154,8 +161,8 @@ def plan(models: dict[str, str], config: SweepConfig, done: set, spread: bool) -
 def run_sweep(models: dict[str, str], molecule: Atoms, config: SweepConfig, out_dir, *, workers: int = 1,
               scheduler: str | None = None, resume: bool = False, progress: bool = True) -> list[dict]:
     """Run the sweep for {display name: checkpoint path or reference method}; returns all rows.
-    Each run's row is appended to ``runs.jsonl`` as the run stops (with workers or a scheduler,
-    as its group of runs does); ``sweep.json`` holds the settings, which a resume must match."""
+    Each run's row is appended to ``runs.jsonl`` as the run stops, also from a worker's batch
+    still running; ``sweep.json`` holds the settings, which a resume must match."""
     from tqdm import tqdm
 
     out_dir = Path(out_dir)
@@ -170,25 +177,24 @@ def run_sweep(models: dict[str, str], molecule: Atoms, config: SweepConfig, out_
     out_dir.mkdir(parents=True, exist_ok=True)
     settings_path.write_text(json.dumps(settings, indent=1))
     rows = read_rows(rows_path)
-    done = {(r["model"], r["step_size_fs"], r["replica"]) for r in rows}
+    done = {_key(r) for r in rows}
     serial = workers == 1 and scheduler is None
     tasks = plan(models, config, done, spread=not serial)
     with open(rows_path, "a") as handle, tqdm(total=sum(len(runs) for _, runs in tasks), desc="stability sweep",
                                                unit="run", disable=not progress) as bar:
         def record(row: dict) -> None:
+            if _key(row) in done:  # reported as the run stopped, then again in its task's result
+                return
+            done.add(_key(row))
             handle.write(json.dumps(row) + "\n")
             handle.flush()
             rows.append(row)
             bar.update(1)
 
-        if serial:
-            for name, runs in tasks:
-                run_task(models[name], name, molecule, config, runs, on_row=record)
-        else:
-            for new_rows in map_unordered(run_task, [(models[n], n, molecule, config, runs) for n, runs in tasks],
-                                          workers, scheduler):
-                for row in new_rows:
-                    record(row)
+        arguments = [(models[name], name, molecule, config, runs) for name, runs in tasks]
+        for task_rows in map_unordered(run_task, arguments, workers, scheduler, on_item=record):
+            for row in task_rows:
+                record(row)
     return rows
 
 

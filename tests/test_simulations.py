@@ -15,7 +15,7 @@ from simulations.batched import BatchedLangevin, RunSpec, model_forces
 from simulations.divergence import DivergenceCriteria, DivergenceMonitor
 from simulations.langevin import (LangevinParameters, ase_langevin, kinetic_temperature_K,
                                   maxwell_boltzmann_velocities)
-from simulations.stability import SweepConfig, run_sweep
+from simulations.stability import SweepConfig, read_rows, run_sweep
 
 LOOSE = DivergenceCriteria(bond_deviation_A=50, max_distance_increase_A=50, max_temperature_factor=1e3)
 
@@ -176,6 +176,48 @@ def test_each_run_is_written_as_it_stops(checkpoint, tmp_path, monkeypatch):
     rows = run_sweep({"egnn": checkpoint}, molecule("CH3CH2OH"), config, tmp_path / "cut", resume=True,
                      progress=False)
     assert sorted((r["step_size_fs"], r["replica"]) for r in rows) == [(0.5, 0), (0.5, 1), (1.0, 0), (1.0, 1)]
+
+
+def test_a_dask_sweep_that_fails_mid_task_keeps_every_finished_run_and_resumes_the_rest(checkpoint, tmp_path,
+                                                                                      monkeypatch):
+    """A (model, step size) task batches its replicas; with a tight bond criterion they stop at
+    different steps. The worker fails as soon as one run of its task has stopped and another
+    has not: that stopped run's row must be on disk (it was lost with its whole task before),
+    and the resume simulates exactly the runs without a row."""
+    from distributed import LocalCluster
+    from simulations.batched import BatchedLangevin as Engine
+    config = SweepConfig(step_sizes_fs=(0.5, 1.0), replicas=3, time_ps=0.02, temperature_K=300,
+                         criteria=DivergenceCriteria(bond_deviation_A=0.2))
+    start, run_of = molecule("CH3CH2OH"), lambda result: (result.spec.params.timestep_fs, result.spec.seed[3])
+    full = run_sweep({"egnn": checkpoint}, start, config, tmp_path / "full", progress=False)
+    original_init, original_step, stopped, simulated = Engine.__init__, Engine.step, [], []
+
+    def fail_once_a_run_has_stopped(self, runs):
+        ended = [run_of(r) for r, alive in zip(self.results, self.alive()) if not alive]
+        if ended and len(ended) < len(self.results):
+            stopped.extend(ended)
+            raise RuntimeError("worker lost")
+        return original_step(self, runs)
+
+    def recording_init(self, start, forces, specs, *args, **kwargs):
+        simulated.extend((s.params.timestep_fs, s.seed[3]) for s in specs)
+        original_init(self, start, forces, specs, *args, **kwargs)
+
+    monkeypatch.setattr(Engine, "step", fail_once_a_run_has_stopped)
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        with pytest.raises(RuntimeError, match="worker lost"):
+            run_sweep({"egnn": checkpoint}, start, config, tmp_path / "cut", scheduler=cluster.scheduler_address,
+                      progress=False)
+        kept = {(r["step_size_fs"], r["replica"]) for r in read_rows(tmp_path / "cut" / "runs.jsonl")}
+        assert stopped and set(stopped) <= kept and len(kept) < 6
+        monkeypatch.setattr(Engine, "step", original_step)
+        monkeypatch.setattr(Engine, "__init__", recording_init)
+        rows = run_sweep({"egnn": checkpoint}, start, config, tmp_path / "cut", scheduler=cluster.scheduler_address,
+                         resume=True, progress=False)
+    assert sorted(simulated) == sorted({(dt, r) for dt in (0.5, 1.0) for r in range(3)} - kept)
+    key = lambda r: (r["step_size_fs"], r["replica"], r["stable"], r["steps_completed"], r["reason"])
+    assert sorted(map(key, rows)) == sorted(map(key, full))
+    assert len({r["steps_completed"] for r in full if r["step_size_fs"] == 0.5}) > 1  # runs of a task stop apart
 
 
 def test_resume_with_other_settings_is_refused_naming_them(checkpoint, tmp_path):
