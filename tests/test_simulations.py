@@ -141,6 +141,7 @@ def test_sweep_resumes_without_rerunning_finished_runs(checkpoint, tmp_path, mon
     (tmp_path / "part").mkdir()
     lj_rows = [line for line in lines if json.loads(line)["model"] == "lj"]
     (tmp_path / "part" / "runs.jsonl").write_text("\n".join(lj_rows) + "\n")  # as if interrupted
+    (tmp_path / "part" / "sweep.json").write_text((tmp_path / "full" / "sweep.json").read_text())
     simulated = []
     import simulations.stability as stability
     original = stability.run_task
@@ -236,6 +237,36 @@ def test_resume_with_other_settings_is_refused_naming_them(checkpoint, tmp_path)
         run_sweep({"egnn": checkpoint}, moved, config, tmp_path / "s", resume=True, progress=False)
     rows = run_sweep({"egnn": checkpoint}, start, config, tmp_path / "s", resume=True, progress=False)
     assert len(rows) == 1  # same settings: nothing left to run
+
+
+def test_a_sweep_folder_from_before_stored_settings_is_not_resumed_but_can_be_overwritten(checkpoint, tmp_path,
+                                                                                          capsys):
+    """Rows without sweep.json: nothing shows which settings they were run with, so --resume
+    refuses (saying why and how to go on) and changes nothing; --overwrite starts again and
+    removes the sweep's own files only."""
+    out = tmp_path / "old"
+    argv = ["stability", checkpoint, "--molecule", str(FIXTURES / "ethanol_gfn2-xtb.extxyz"), "--step-sizes-fs", "1",
+            "--replicas", "2", "--time-ps", "0.01", "--out", str(out), "--save-trajectories", "1"]
+    assert md_cli.main(argv) == 0
+    (out / "sweep.json").unlink()                       # as an older version left it
+    (out / "trajectories" / "egnn_1fs_replica1.traj").write_text("")
+    stale = [dict(json.loads(line), steps_completed=-1) for line in (out / "runs.jsonl").read_text().splitlines()]
+    (out / "runs.jsonl").write_text("".join(json.dumps(row) + "\n" for row in stale))
+    (out / "notes.txt").write_text("mine")
+    capsys.readouterr()
+    assert md_cli.main(argv + ["--resume"]) == 1
+    error = capsys.readouterr().err
+    assert "predates stored settings" in error and "--overwrite" in error and "new --out" in error
+    assert not (out / "sweep.json").exists() and read_rows(out / "runs.jsonl") == stale
+    assert md_cli.main(argv) == 1 and "--overwrite" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        md_cli.main(argv + ["--resume", "--overwrite"])
+    assert md_cli.main(argv + ["--overwrite"]) == 0
+    rows = read_rows(out / "runs.jsonl")
+    assert len(rows) == 2 and all(r["steps_completed"] == 10 for r in rows) and (out / "sweep.json").exists()
+    assert (out / "notes.txt").read_text() == "mine"
+    assert [p.name for p in (out / "trajectories").glob("*.traj")] == ["egnn_1fs_replica0.traj"]
+    assert md_cli.main(argv + ["--resume"]) == 0     # written now with its settings: resumes (nothing to run)
 
 
 def test_dask_sweep_equals_local(checkpoint, tmp_path):
