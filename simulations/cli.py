@@ -57,7 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
     stability.add_argument("--head", help="the fidelity (readout head) of a multi-head checkpoint to simulate "
                            "with (default: its first, the most accurate)")
     stability.add_argument("--out", default="stability_results", help="output folder")
-    stability.add_argument("--resume", action="store_true", help="continue a sweep in --out, skipping finished runs")
+    again = stability.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true", help="continue a sweep in --out, skipping finished runs")
+    again.add_argument("--overwrite", action="store_true",
+                       help="start again: remove an earlier sweep's files from --out (only those)")
     where = stability.add_mutually_exclusive_group()
     where.add_argument("--workers", type=int, default=1)
     where.add_argument("--scheduler", help="address of a Dask distributed scheduler")
@@ -90,7 +93,7 @@ def stability(args) -> str:
                          refine=args.refine or "", ttt=ttt_settings(args), head=args.head)
     molecule = read_molecule(args.molecule, args.frame)
     rows = run_sweep(sources, molecule, config, args.out, workers=args.workers, scheduler=args.scheduler,
-                     resume=args.resume)
+                     resume=args.resume, overwrite=args.overwrite)
     table = write_outputs(rows, molecule, args.out)
     return f"{table}\n\nstable runs / runs per step size; written to {args.out}/ (runs.csv, runs.json, summary.md, stability.png)"
 

@@ -1,8 +1,12 @@
 """The stability sweep: models × step sizes × replicas of Langevin MD, with divergence
-detection. Each run's row is written the moment the run stops (``runs.jsonl``), so an
-interrupted sweep keeps every finished run and ``resume=True`` skips them; ``sweep.json``
-records the settings, and a resume with different ones is refused. Seeds are derived from (seed, model name,
-step size, replica), so any run can be repeated on its own.
+detection. Runs are simulated in batches (tasks: one per model, or one per (model, step
+size) with workers or a Dask scheduler), but each run's row is written the moment the run
+stops (``runs.jsonl``), in every mode: tasks on other processes or machines report it back
+at once (ase_asteroid.parallel, ``on_item``). So an interrupted sweep keeps every finished
+run and ``resume=True`` skips exactly those. ``sweep.json`` records the settings; a resume
+with different ones is refused, and so is a resume of rows without ``sweep.json`` (written
+before sweeps stored their settings: nothing to check them against). Seeds are derived
+from (seed, model name, step size, replica), so any run can be repeated on its own.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from .batched import BatchedLangevin, RunSpec
 from .divergence import DivergenceCriteria
 from .langevin import PAPER_FRICTION_PER_FS, LangevinParameters
 
-__all__ = ["REFERENCE_METHODS", "SweepConfig", "run_sweep", "summarize", "write_outputs"]
+__all__ = ["REFERENCE_METHODS", "SWEEP_FILES", "SweepConfig", "run_sweep", "summarize", "write_outputs"]
 
 
 @dataclass(frozen=True)
@@ -99,6 +103,10 @@ def run_task(source: str, name: str, molecule: Atoms, config: SweepConfig,
     return [_row(name, dt, replica, r) for (dt, replica), r in zip(runs, results)]
 
 
+def _key(row: dict) -> tuple:
+    return row["model"], row["step_size_fs"], row["replica"]
+
+
 def _row(name: str, dt: float, replica: int, r) -> dict:
     return {"model": name, "step_size_fs": dt, "replica": replica, "stable": r.stable,
             "steps_completed": r.steps_completed, "steps_total": r.spec.steps,
@@ -151,44 +159,76 @@ def plan(models: dict[str, str], config: SweepConfig, done: set, spread: bool) -
     return tasks
 
 
+#: What a sweep writes into its output folder (and all that overwrite removes).
+SWEEP_FILES = ("runs.jsonl", "sweep.json", "runs.csv", "runs.json", "summary.md", "stability.png",
+               "bond_deviation.png", "trajectories/*fs_replica*.traj")
+
+
+def check_out_folder(out_dir: Path, settings: dict, resume: bool = False, overwrite: bool = False) -> None:
+    """Refuse a folder with an earlier sweep's rows (FileExistsError) unless `resume` with the
+    same settings or `overwrite`; refuse (ValueError) to resume a sweep written before sweeps
+    stored their settings: rows without ``sweep.json`` cannot be checked against `settings`."""
+    rows_path, settings_path = out_dir / "runs.jsonl", out_dir / "sweep.json"
+    if resume and overwrite:
+        raise ValueError("--resume continues the earlier sweep and --overwrite discards it: choose one")
+    if overwrite or not rows_path.exists():
+        return
+    if not resume:
+        raise FileExistsError(f"{rows_path} exists: pass --resume to continue that sweep, --overwrite to start "
+                              "it again, or choose another --out")
+    if not settings_path.exists():
+        raise ValueError(f"--resume: the sweep in {out_dir} predates stored settings (runs.jsonl without "
+                         "sweep.json), so nothing shows that its rows were run with this command's settings; "
+                         "start it again with --overwrite, or run it in a new --out")
+    check_same_settings(settings_path, settings)
+
+
+def remove_earlier_sweep(out_dir: Path) -> None:
+    """Delete the files of SWEEP_FILES in `out_dir` (and its trajectories folder once empty); nothing else."""
+    for path in sorted({p for pattern in SWEEP_FILES for p in out_dir.glob(pattern)}):
+        path.unlink()
+    if (out_dir / "trajectories").is_dir() and not any((out_dir / "trajectories").iterdir()):
+        (out_dir / "trajectories").rmdir()
+
+
 def run_sweep(models: dict[str, str], molecule: Atoms, config: SweepConfig, out_dir, *, workers: int = 1,
-              scheduler: str | None = None, resume: bool = False, progress: bool = True) -> list[dict]:
+              scheduler: str | None = None, resume: bool = False, overwrite: bool = False,
+              progress: bool = True) -> list[dict]:
     """Run the sweep for {display name: checkpoint path or reference method}; returns all rows.
-    Each run's row is appended to ``runs.jsonl`` as the run stops (with workers or a scheduler,
-    as its group of runs does); ``sweep.json`` holds the settings, which a resume must match."""
+    Each run's row is appended to ``runs.jsonl`` as the run stops, also from a worker's batch
+    still running; ``sweep.json`` holds the settings, which a resume must match. A folder
+    with earlier rows needs `resume` or `overwrite` (check_out_folder)."""
     from tqdm import tqdm
 
     out_dir = Path(out_dir)
     rows_path, settings_path = out_dir / "runs.jsonl", out_dir / "sweep.json"
-    if rows_path.exists() and not resume:
-        raise FileExistsError(f"{rows_path} exists: pass --resume to continue that sweep, or choose another --out")
     settings = sweep_settings(models, molecule, config)
-    if resume and settings_path.exists():
-        check_same_settings(settings_path, settings)
+    check_out_folder(out_dir, settings, resume, overwrite)
     for source in models.values():  # every model must load and know the molecule before any run starts
         predictor(source, molecule, config)
+    if overwrite:
+        remove_earlier_sweep(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     settings_path.write_text(json.dumps(settings, indent=1))
     rows = read_rows(rows_path)
-    done = {(r["model"], r["step_size_fs"], r["replica"]) for r in rows}
+    done = {_key(r) for r in rows}
     serial = workers == 1 and scheduler is None
     tasks = plan(models, config, done, spread=not serial)
     with open(rows_path, "a") as handle, tqdm(total=sum(len(runs) for _, runs in tasks), desc="stability sweep",
                                                unit="run", disable=not progress) as bar:
         def record(row: dict) -> None:
+            if _key(row) in done:  # reported as the run stopped, then again in its task's result
+                return
+            done.add(_key(row))
             handle.write(json.dumps(row) + "\n")
             handle.flush()
             rows.append(row)
             bar.update(1)
 
-        if serial:
-            for name, runs in tasks:
-                run_task(models[name], name, molecule, config, runs, on_row=record)
-        else:
-            for new_rows in map_unordered(run_task, [(models[n], n, molecule, config, runs) for n, runs in tasks],
-                                          workers, scheduler):
-                for row in new_rows:
-                    record(row)
+        arguments = [(models[name], name, molecule, config, runs) for name, runs in tasks]
+        for task_rows in map_unordered(run_task, arguments, workers, scheduler, on_item=record):
+            for row in task_rows:
+                record(row)
     return rows
 
 

@@ -15,7 +15,7 @@ from simulations.batched import BatchedLangevin, RunSpec, model_forces
 from simulations.divergence import DivergenceCriteria, DivergenceMonitor
 from simulations.langevin import (LangevinParameters, ase_langevin, kinetic_temperature_K,
                                   maxwell_boltzmann_velocities)
-from simulations.stability import SweepConfig, run_sweep
+from simulations.stability import SweepConfig, read_rows, run_sweep
 
 LOOSE = DivergenceCriteria(bond_deviation_A=50, max_distance_increase_A=50, max_temperature_factor=1e3)
 
@@ -141,6 +141,7 @@ def test_sweep_resumes_without_rerunning_finished_runs(checkpoint, tmp_path, mon
     (tmp_path / "part").mkdir()
     lj_rows = [line for line in lines if json.loads(line)["model"] == "lj"]
     (tmp_path / "part" / "runs.jsonl").write_text("\n".join(lj_rows) + "\n")  # as if interrupted
+    (tmp_path / "part" / "sweep.json").write_text((tmp_path / "full" / "sweep.json").read_text())
     simulated = []
     import simulations.stability as stability
     original = stability.run_task
@@ -178,6 +179,48 @@ def test_each_run_is_written_as_it_stops(checkpoint, tmp_path, monkeypatch):
     assert sorted((r["step_size_fs"], r["replica"]) for r in rows) == [(0.5, 0), (0.5, 1), (1.0, 0), (1.0, 1)]
 
 
+def test_a_dask_sweep_that_fails_mid_task_keeps_every_finished_run_and_resumes_the_rest(checkpoint, tmp_path,
+                                                                                      monkeypatch):
+    """A (model, step size) task batches its replicas; with a tight bond criterion they stop at
+    different steps. The worker fails as soon as one run of its task has stopped and another
+    has not: that stopped run's row must be on disk (it was lost with its whole task before),
+    and the resume simulates exactly the runs without a row."""
+    from distributed import LocalCluster
+    from simulations.batched import BatchedLangevin as Engine
+    config = SweepConfig(step_sizes_fs=(0.5, 1.0), replicas=3, time_ps=0.02, temperature_K=300,
+                         criteria=DivergenceCriteria(bond_deviation_A=0.2))
+    start, run_of = molecule("CH3CH2OH"), lambda result: (result.spec.params.timestep_fs, result.spec.seed[3])
+    full = run_sweep({"egnn": checkpoint}, start, config, tmp_path / "full", progress=False)
+    original_init, original_step, stopped, simulated = Engine.__init__, Engine.step, [], []
+
+    def fail_once_a_run_has_stopped(self, runs):
+        ended = [run_of(r) for r, alive in zip(self.results, self.alive()) if not alive]
+        if ended and len(ended) < len(self.results):
+            stopped.extend(ended)
+            raise RuntimeError("worker lost")
+        return original_step(self, runs)
+
+    def recording_init(self, start, forces, specs, *args, **kwargs):
+        simulated.extend((s.params.timestep_fs, s.seed[3]) for s in specs)
+        original_init(self, start, forces, specs, *args, **kwargs)
+
+    monkeypatch.setattr(Engine, "step", fail_once_a_run_has_stopped)
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        with pytest.raises(RuntimeError, match="worker lost"):
+            run_sweep({"egnn": checkpoint}, start, config, tmp_path / "cut", scheduler=cluster.scheduler_address,
+                      progress=False)
+        kept = {(r["step_size_fs"], r["replica"]) for r in read_rows(tmp_path / "cut" / "runs.jsonl")}
+        assert stopped and set(stopped) <= kept and len(kept) < 6
+        monkeypatch.setattr(Engine, "step", original_step)
+        monkeypatch.setattr(Engine, "__init__", recording_init)
+        rows = run_sweep({"egnn": checkpoint}, start, config, tmp_path / "cut", scheduler=cluster.scheduler_address,
+                         resume=True, progress=False)
+    assert sorted(simulated) == sorted({(dt, r) for dt in (0.5, 1.0) for r in range(3)} - kept)
+    key = lambda r: (r["step_size_fs"], r["replica"], r["stable"], r["steps_completed"], r["reason"])
+    assert sorted(map(key, rows)) == sorted(map(key, full))
+    assert len({r["steps_completed"] for r in full if r["step_size_fs"] == 0.5}) > 1  # runs of a task stop apart
+
+
 def test_resume_with_other_settings_is_refused_naming_them(checkpoint, tmp_path):
     config = SweepConfig(step_sizes_fs=(1.0,), replicas=1, time_ps=0.005, temperature_K=300)
     start = molecule("CH3CH2OH")
@@ -194,6 +237,36 @@ def test_resume_with_other_settings_is_refused_naming_them(checkpoint, tmp_path)
         run_sweep({"egnn": checkpoint}, moved, config, tmp_path / "s", resume=True, progress=False)
     rows = run_sweep({"egnn": checkpoint}, start, config, tmp_path / "s", resume=True, progress=False)
     assert len(rows) == 1  # same settings: nothing left to run
+
+
+def test_a_sweep_folder_from_before_stored_settings_is_not_resumed_but_can_be_overwritten(checkpoint, tmp_path,
+                                                                                          capsys):
+    """Rows without sweep.json: nothing shows which settings they were run with, so --resume
+    refuses (saying why and how to go on) and changes nothing; --overwrite starts again and
+    removes the sweep's own files only."""
+    out = tmp_path / "old"
+    argv = ["stability", checkpoint, "--molecule", str(FIXTURES / "ethanol_gfn2-xtb.extxyz"), "--step-sizes-fs", "1",
+            "--replicas", "2", "--time-ps", "0.01", "--out", str(out), "--save-trajectories", "1"]
+    assert md_cli.main(argv) == 0
+    (out / "sweep.json").unlink()                       # as an older version left it
+    (out / "trajectories" / "egnn_1fs_replica1.traj").write_text("")
+    stale = [dict(json.loads(line), steps_completed=-1) for line in (out / "runs.jsonl").read_text().splitlines()]
+    (out / "runs.jsonl").write_text("".join(json.dumps(row) + "\n" for row in stale))
+    (out / "notes.txt").write_text("mine")
+    capsys.readouterr()
+    assert md_cli.main(argv + ["--resume"]) == 1
+    error = capsys.readouterr().err
+    assert "predates stored settings" in error and "--overwrite" in error and "new --out" in error
+    assert not (out / "sweep.json").exists() and read_rows(out / "runs.jsonl") == stale
+    assert md_cli.main(argv) == 1 and "--overwrite" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        md_cli.main(argv + ["--resume", "--overwrite"])
+    assert md_cli.main(argv + ["--overwrite"]) == 0
+    rows = read_rows(out / "runs.jsonl")
+    assert len(rows) == 2 and all(r["steps_completed"] == 10 for r in rows) and (out / "sweep.json").exists()
+    assert (out / "notes.txt").read_text() == "mine"
+    assert [p.name for p in (out / "trajectories").glob("*.traj")] == ["egnn_1fs_replica0.traj"]
+    assert md_cli.main(argv + ["--resume"]) == 0     # written now with its settings: resumes (nothing to run)
 
 
 def test_dask_sweep_equals_local(checkpoint, tmp_path):
