@@ -1,5 +1,6 @@
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -89,6 +90,39 @@ def test_bad_config_names_the_key(tmp_path, change, message, capsys):
     with pytest.raises(ValueError, match=message):
         load_config(path)
     assert cli.main(["train", "--config", str(path)]) == 1
+
+
+@pytest.mark.parametrize("model, typo, known", [({"name": "egnn", "chanels": 8}, "chanels", "'channels'"),
+                                               ({"name": "mace", "max_l": 2}, "max_l", "'max_L'")])
+def test_a_typo_in_model_names_the_file_and_the_key_before_any_data_is_read(tmp_path, model, typo, known,
+                                                                             monkeypatch, capsys):
+    from ase_asteroid.training import pipeline
+    path = small(tmp_path, "asteroid", model=model)
+    with pytest.raises(ValueError, match=re.escape(f"{path}: model.{typo}: unknown key; known: [")) as error:
+        load_config(path)
+    assert known in str(error.value) and "'species'" not in str(error.value)   # species come from the data
+    monkeypatch.setattr(pipeline, "read_dataset", lambda *a, **k: pytest.fail("data read before the model was checked"))
+    assert cli.main(["train", "--config", str(path)]) == 1
+    assert f"{path}: model.{typo}: unknown key" in capsys.readouterr().err
+
+
+def test_the_model_section_is_the_backends_typed_config(tmp_path):
+    from ase_asteroid.models import EGNNConfig, MACEConfig
+    config = load_config(small(tmp_path, "asteroid"))
+    assert isinstance(config.model, EGNNConfig) and (config.model.channels, config.model.cutoff) == (8, 4.0)
+    mace = load_config(small(tmp_path, "asteroid", model={"name": "mace", "channels": 16, "radial_mlp": [8, 8]}))
+    assert isinstance(mace.model, MACEConfig) and (mace.model.channels, mace.model.radial_mlp) == (16, (8, 8))
+    values = yaml.safe_load(small(tmp_path, "asteroid").read_text())
+    del values["model"]
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(values))
+    assert load_config(tmp_path / "run.yaml").model == EGNNConfig(species=(1,))   # no model section: the EGNN
+
+
+@pytest.mark.parametrize("key, value", [("species", [1, 6, 8]), ("num_heads", 2)])
+def test_model_fields_set_from_the_data_are_refused_in_the_yaml(tmp_path, key, value):
+    path = small(tmp_path, "multi_head", model={"name": "egnn", key: value})
+    with pytest.raises(ValueError, match=re.escape(f"{path}: model.{key}: set from the data")):
+        load_config(path)
 
 
 def test_yaml_numbers_in_exponent_notation_are_numbers(tmp_path):

@@ -20,7 +20,7 @@ from ..data.tools import split_indices
 from ..delta import subtract_baseline
 from ..refinement.prior import prior_labelled
 from ..refinement.radius import mean_spectrum
-from ..models import ForceField, config_from_dict
+from ..models import ForceField
 from .config import DataSpec, TrainConfig
 from .loop import FitConfig, errors, fit
 from .stages import bias_weights, force_bias, new_model, unlabelled, weighted
@@ -167,12 +167,9 @@ class _Run:
         self.config, self.splits, self.progress = config, splits, progress
         self.stages = _Stages(Path(config.out), resume, progress, config.prior_weight)
         self.everything = [splits.train, *([splits.cheap] if splits.cheap else []), *splits.more]
-        species = sorted(set().union(*(d.species for d in self.everything)))
-        num_heads = len(dict.fromkeys(f for d in self.everything for f in d.fidelities)) \
-            if config.method == "multi_head" else 1
-        self.model_config = config_from_dict({"species": species, "num_heads": num_heads + bool(config.prior),
-                                              **config.model})
-        self.prior = _prior(config.prior, species, splits.cheap or splits.train) if config.prior else None
+        self.model_config = config.model_for(self.everything)
+        self.prior = _prior(config.prior, self.model_config.species, splits.cheap or splits.train) \
+            if config.prior else None
         self.models: dict[str, ForceField] = {}
         self._bias = None
 
