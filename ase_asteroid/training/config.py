@@ -13,7 +13,7 @@ import torch
 import yaml
 
 from .. import units
-from ..models import BACKENDS, DTYPES, EGNNConfig, MACEConfig
+from ..models import BACKENDS, DTYPES, EGNNConfig, MACEConfig, config_class
 from ..models.config import check_types
 from .loop import FitConfig
 from .recipes import recipe
@@ -83,10 +83,10 @@ def model_settings(values) -> MACEConfig | EGNNConfig:
         return values
     if not isinstance(values, dict):
         raise ValueError(f"model: expected a mapping of keys to values, got {values!r}")
-    name = values.get("name")
-    if not isinstance(name, str) or name not in BACKENDS:
-        raise ValueError(f"model.name: unknown model {name!r}; available: {sorted(BACKENDS)}")
-    config_cls = BACKENDS[name][0]
+    try:
+        config_cls = config_class(values.get("name"))
+    except ValueError as error:
+        raise ValueError(f"model.name: {error}") from None
     for key, source in FROM_DATA.items():
         if key in values:
             raise ValueError(f"model.{key}: set from the data ({source}); remove it")
