@@ -1,5 +1,6 @@
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -89,6 +90,39 @@ def test_bad_config_names_the_key(tmp_path, change, message, capsys):
     with pytest.raises(ValueError, match=message):
         load_config(path)
     assert cli.main(["train", "--config", str(path)]) == 1
+
+
+@pytest.mark.parametrize("model, typo, known", [({"name": "egnn", "chanels": 8}, "chanels", "'channels'"),
+                                               ({"name": "mace", "max_l": 2}, "max_l", "'max_L'")])
+def test_a_typo_in_model_names_the_file_and_the_key_before_any_data_is_read(tmp_path, model, typo, known,
+                                                                             monkeypatch, capsys):
+    from ase_asteroid.training import pipeline
+    path = small(tmp_path, "asteroid", model=model)
+    with pytest.raises(ValueError, match=re.escape(f"{path}: model.{typo}: unknown key; known: [")) as error:
+        load_config(path)
+    assert known in str(error.value) and "'species'" not in str(error.value)   # species come from the data
+    monkeypatch.setattr(pipeline, "read_dataset", lambda *a, **k: pytest.fail("data read before the model was checked"))
+    assert cli.main(["train", "--config", str(path)]) == 1
+    assert f"{path}: model.{typo}: unknown key" in capsys.readouterr().err
+
+
+def test_the_model_section_is_the_backends_typed_config(tmp_path):
+    from ase_asteroid.models import EGNNConfig, MACEConfig
+    config = load_config(small(tmp_path, "asteroid"))
+    assert isinstance(config.model, EGNNConfig) and (config.model.channels, config.model.cutoff) == (8, 4.0)
+    mace = load_config(small(tmp_path, "asteroid", model={"name": "mace", "channels": 16, "radial_mlp": [8, 8]}))
+    assert isinstance(mace.model, MACEConfig) and (mace.model.channels, mace.model.radial_mlp) == (16, (8, 8))
+    values = yaml.safe_load(small(tmp_path, "asteroid").read_text())
+    del values["model"]
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(values))
+    assert load_config(tmp_path / "run.yaml").model == EGNNConfig(species=(1,))   # no model section: the EGNN
+
+
+@pytest.mark.parametrize("key, value", [("species", [1, 6, 8]), ("num_heads", 2)])
+def test_model_fields_set_from_the_data_are_refused_in_the_yaml(tmp_path, key, value):
+    path = small(tmp_path, "multi_head", model={"name": "egnn", key: value})
+    with pytest.raises(ValueError, match=re.escape(f"{path}: model.{key}: set from the data")):
+        load_config(path)
 
 
 def test_yaml_numbers_in_exponent_notation_are_numbers(tmp_path):
@@ -371,3 +405,75 @@ def test_asteroid_trains_differently_from_pretrain_finetune_only_through_its_wei
     for stage in ("pretrained", "fine_tuned"):
         assert same(states["infinite"][stage], states["plain"][stage])
         assert not same(states["weighted"][stage], states["plain"][stage])
+
+
+# --- the stage table: each method's stages, their recipes and parents -------------------------
+
+#: method -> [(stage, recipe kind, parent checkpoint)], as the pipeline has always chained them.
+STAGE_SEQUENCES = {
+    "standard": [("standard", "scratch", None)],
+    "multi_head": [("multi_head", "scratch", None)],
+    "delta": [("delta", "scratch", None)],
+    "cheap_only": [("pretrained", "pretrain", None)],
+    "pretrain_finetune": [("pretrained", "pretrain", None), ("fine_tuned", "finetune", "pretrained.ckpt")],
+    "score_matching": [("score_matching", "pretrain", None), ("fine_tuned", "finetune", "score_matching.ckpt")],
+    "asteroid": [("bias_identification", "scratch", None), ("pretrained", "pretrain", None),
+                 ("fine_tuned", "finetune", "pretrained.ckpt")],
+}
+#: Each stage kind's recipe made recognisable by its learning rate.
+KIND_LR = {"scratch": 0.011, "pretrain": 0.012, "finetune": 0.013}
+
+
+def _stub_fit(calls):
+    """A fit() that trains nothing and records (stage, recipe kind by its lr, objective)."""
+    def fit(model, train, val, config, progress=True, state_path=None):
+        kind = next(k for k, lr in KIND_LR.items() if config.lr == lr)
+        calls.append((state_path.name.split(".state")[0], kind, config.objective))
+        model.extras.history.append({"stage": "fit"})
+        return model, {"history": [{"epoch": 1, "force_mae_eV_per_A": 0.0}]}
+    return fit
+
+
+def _patched_recipes(monkeypatch):
+    from dataclasses import replace
+
+    from ase_asteroid.training import recipes
+    for name, base in list(recipes.RECIPES.items()):
+        monkeypatch.setitem(recipes.RECIPES, name, replace(base, lr=KIND_LR[name.split("-")[1]]))
+
+
+@pytest.mark.parametrize("method", sorted(STAGE_SEQUENCES))
+def test_each_method_runs_its_stages_with_their_recipes_and_parents(method, asteroid_splits, monkeypatch, tmp_path):
+    from ase_asteroid.training import pipeline
+    from ase_asteroid.training.config import METHODS, TrainConfig
+    assert set(STAGE_SEQUENCES) == set(METHODS)
+    _patched_recipes(monkeypatch)
+    calls = []
+    monkeypatch.setattr(pipeline, "fit", _stub_fit(calls))
+    extra = {"temperature_K": 500.0} if method == "score_matching" else {"delta_baseline": "lj"} if method == "delta" \
+        else {}
+    config = TrainConfig(method, DataSpec("unused"), TINY, cheap=DataSpec("unused"), out=str(tmp_path), **extra)
+    _, paths = pipeline.run_stages(config, asteroid_splits, progress=False)
+    parents = [read_metadata(paths[stage])["history"][-1]["parent"] for stage in paths]
+    assert [(stage, kind, parent) for (stage, kind, _), parent in zip(calls, parents)] == STAGE_SEQUENCES[method]
+    assert list(paths) == [stage for stage, _, _ in STAGE_SEQUENCES[method]]
+    assert [objective for _, _, objective in calls] == ["score_matching" if stage == "score_matching" else "labels"
+                                                        for stage, _, _ in STAGE_SEQUENCES[method]]
+
+
+def test_a_gamma_grid_pretrains_and_fine_tunes_each_gamma_after_one_bias_identification(asteroid_splits, monkeypatch,
+                                                                                        tmp_path):
+    from ase_asteroid.training import pipeline
+    from ase_asteroid.training.config import TrainConfig
+    _patched_recipes(monkeypatch)
+    calls = []
+    monkeypatch.setattr(pipeline, "fit", _stub_fit(calls))
+    config = TrainConfig("asteroid", DataSpec("unused"), TINY, cheap=DataSpec("unused"), out=str(tmp_path),
+                         gamma_eV_per_A=[0.02, 0.2])
+    _, paths = pipeline.run_stages(config, asteroid_splits, progress=False)
+    assert [(stage, kind) for stage, kind, _ in calls] == [
+        ("bias_identification", "scratch"), ("pretrained_gamma0.02", "pretrain"), ("fine_tuned_gamma0.02", "finetune"),
+        ("pretrained_gamma0.2", "pretrain"), ("fine_tuned_gamma0.2", "finetune")]
+    assert list(paths) == [stage for stage, _, _ in calls] + ["fine_tuned"]
+    assert paths["fine_tuned"] in (paths["fine_tuned_gamma0.02"], paths["fine_tuned_gamma0.2"])
+    assert read_metadata(paths["fine_tuned_gamma0.2"])["history"][-1]["parent"] == "pretrained_gamma0.2.ckpt"

@@ -165,12 +165,10 @@ def test_fine_tuning_starts_from_the_pretrained_weights(xtb_data, lj_data, monke
 
     monkeypatch.setattr(pipeline, "fit", recording_fit)
     accurate, cheap = xtb_data[:12], lj_data[12:30]
-    from dataclasses import asdict
     from ase_asteroid.training.config import DataSpec, TrainConfig
     fit_config = {"epochs": 2, "batch_size": 4}
-    model = {k: v for k, v in asdict(TINY_CONFIGS["egnn"]).items() if k != "species"}
-    config = TrainConfig("asteroid", DataSpec("unused"), model, cheap=DataSpec("unused"), gamma_eV_per_A=0.1,
-                         fit=fit_config, pretrain_fit=fit_config, out=str(tmp_path))
+    config = TrainConfig("asteroid", DataSpec("unused"), TINY_CONFIGS["egnn"], cheap=DataSpec("unused"),
+                         gamma_eV_per_A=0.1, fit=fit_config, pretrain_fit=fit_config, out=str(tmp_path))
     splits = pipeline.Splits(accurate[:8], accurate[8:], cheap[:14], cheap[14:])
     final, paths = pipeline.run_stages(config, splits, progress=False)
     same = lambda a, b: all(torch.equal(a[k], b[k]) for k in a)

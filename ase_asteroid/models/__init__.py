@@ -13,15 +13,20 @@ from .mace import MACEConfig, MACEForceField
 BACKENDS = {"mace": (MACEConfig, MACEForceField), "egnn": (EGNNConfig, EGNNForceField)}
 
 
+def config_class(name) -> type:
+    """The config dataclass of the backend called `name` (BACKENDS), or ValueError."""
+    if not isinstance(name, str) or name not in BACKENDS:
+        raise ValueError(f"unknown model {name!r}; available: {sorted(BACKENDS)}")
+    return BACKENDS[name][0]
+
+
 def config_from_dict(values: dict):
     """The config dataclass named by ``values["name"]``, validated (ValueError naming the key)."""
     if not isinstance(values, dict):
         raise ValueError(f"a model config must be a mapping of options, got {type(values).__name__}")
     values = dict(values)
     name = values.get("name")
-    if not isinstance(name, str) or name not in BACKENDS:
-        raise ValueError(f"unknown model {name!r}; available: {sorted(BACKENDS)}")
-    config_cls = BACKENDS[name][0]
+    config_cls = config_class(name)
     unknown = set(values) - set(config_cls.__dataclass_fields__)
     if unknown:
         raise ValueError(f"unknown option(s) for model {name!r}: {sorted(unknown)}")
@@ -44,4 +49,4 @@ def build_model(config, seed: int = 0, dtype: torch.dtype | str = torch.float32)
 
 
 __all__ = ["BACKENDS", "DTYPES", "as_dtype", "EGNNConfig", "ForceField", "MACEConfig", "build_model",
-           "check_species", "config_from_dict", "energy_and_forces", "predict_in_batches"]
+           "check_species", "config_class", "config_from_dict", "energy_and_forces", "predict_in_batches"]

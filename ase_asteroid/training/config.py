@@ -1,6 +1,7 @@
 """``asteroid train`` configuration: a YAML file of plain values, validated with errors that
-name the offending key. Data paths are relative to the YAML file; ``demo:NAME`` names a
-shipped demo dataset (e.g. ``demo:ethanol_b3lyp``)."""
+name the file and the offending key before any data is read. ``model:`` becomes the
+backend's typed config (MACEConfig | EGNNConfig). Data paths are relative to the YAML file;
+``demo:NAME`` names a shipped demo dataset (e.g. ``demo:ethanol_b3lyp``)."""
 
 from __future__ import annotations
 
@@ -12,12 +13,18 @@ import torch
 import yaml
 
 from .. import units
-from ..models import DTYPES, config_from_dict
+from ..models import BACKENDS, DTYPES, EGNNConfig, MACEConfig, config_class
 from ..models.config import check_types
 from .loop import FitConfig
 from .recipes import recipe
 
 METHODS = ("standard", "asteroid", "pretrain_finetune", "cheap_only", "score_matching", "delta", "multi_head")
+
+#: Model fields a run sets from its data and method (TrainConfig.model_for), never from the YAML.
+FROM_DATA = {"species": "the elements of the accurate, cheap and more_cheap data",
+             "num_heads": "one readout head per fidelity for multi_head (else one), plus one for a prior"}
+#: The species a parsed model section holds until model_for sets the data's.
+STAND_IN_SPECIES = (1,)
 
 
 class _Loader(yaml.SafeLoader):
@@ -67,9 +74,38 @@ class DataSpec:
             raise ValueError(f"energy_unit/force_unit: {error}") from None
 
 
+def model_settings(values) -> MACEConfig | EGNNConfig:
+    """The backend's typed config of a ``model:`` section: ``name`` picks the backend (BACKENDS),
+    every other key is a field of its config; a typed config passes as it is. Its species and
+    num_heads are stand-ins until TrainConfig.model_for sets them from the data. ValueError
+    naming the key, e.g. ``model.chanels: unknown key; known: [...]``."""
+    if isinstance(values, tuple(config_cls for config_cls, _ in BACKENDS.values())):
+        return values
+    if not isinstance(values, dict):
+        raise ValueError(f"model: expected a mapping of keys to values, got {values!r}")
+    try:
+        config_cls = config_class(values.get("name"))
+    except ValueError as error:
+        raise ValueError(f"model.name: {error}") from None
+    for key, source in FROM_DATA.items():
+        if key in values:
+            raise ValueError(f"model.{key}: set from the data ({source}); remove it")
+    known = sorted(f.name for f in fields(config_cls) if f.name not in FROM_DATA)
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        keys = ", ".join(f"model.{key}" for key in unknown)
+        raise ValueError(f"{keys}: unknown key{'s' if len(unknown) > 1 else ''}; known: {known}")
+    try:
+        return config_cls(species=STAND_IN_SPECIES, **values)
+    except ValueError as error:
+        raise ValueError(f"model: {error}") from None
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    """method (METHODS); accurate/cheap data; model (EGNNConfig/MACEConfig fields); dtype;
+    """method (METHODS); accurate/cheap data; model: the backend's typed config (MACEConfig |
+    EGNNConfig, or a mapping of its fields with ``name``, parsed by model_settings; species and
+    num_heads come from the data: model_for); dtype;
     gamma_eV_per_A: one γ or a list searched by validation error after fine-tuning;
     temperature_K: sampling temperature of the cheap geometries (score_matching, which
     ignores their labels); cost_ratio + accurate_budget: equal-cost comparison, at most
@@ -89,7 +125,7 @@ class TrainConfig:
 
     method: str
     accurate: DataSpec
-    model: dict = field(default_factory=lambda: {"name": "egnn"})
+    model: MACEConfig | EGNNConfig = field(default_factory=lambda: model_settings({"name": "egnn"}))
     dtype: str = "float32"
     cheap: DataSpec | None = None
     test: str | None = None
@@ -109,14 +145,11 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "model", model_settings(self.model))
         check_types(self)
-        for key in ("fit", "pretrain_fit", "model"):
+        for key in ("fit", "pretrain_fit"):
             if not isinstance(getattr(self, key), dict):
                 raise ValueError(f"{key}: expected a mapping of keys to values, got {getattr(self, key)!r}")
-        try:  # species come from the data later; a stand-in lets every other option be checked now
-            config_from_dict({"species": [1], **self.model})
-        except ValueError as error:
-            raise ValueError(f"model: {error}") from None
         for kind in ("scratch", "pretrain", "finetune"):
             self.fit_config(kind)  # unknown keys and bad values fail here, naming the key
         if self.method not in METHODS:
@@ -149,7 +182,15 @@ class TrainConfig:
         """The FitConfig of a stage of `kind` (scratch | pretrain | finetune): the model's
         recipe with this config's fit (or, for pre-training, pretrain_fit) keys applied."""
         overrides, where = (self.pretrain_fit, "pretrain_fit") if kind == "pretrain" else (self.fit, "fit")
-        return recipe(str(self.model.get("name", "egnn")), kind, overrides, where)
+        return recipe(self.model.name, kind, overrides, where)
+
+    def model_for(self, datasets) -> MACEConfig | EGNNConfig:
+        """The model config of a run on `datasets` (accurate first): species = their elements;
+        num_heads = one per fidelity for multi_head (else one), plus one for the prior's head."""
+        species = sorted(set().union(*(d.species for d in datasets)))
+        fidelities = dict.fromkeys(f for d in datasets for f in d.fidelities)
+        num_heads = (len(fidelities) if self.method == "multi_head" else 1) + bool(self.prior)
+        return replace(self.model, species=tuple(species), num_heads=num_heads)
 
     @property
     def gammas(self) -> tuple[float, ...]:
@@ -170,7 +211,7 @@ def _build(cls, values, where: str):
         raise ValueError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
     try:
         return cls(**values)
-    except TypeError as error:
+    except (TypeError, ValueError) as error:
         raise ValueError(f"{where}: {error}") from error
 
 
@@ -179,22 +220,26 @@ def load_config(path) -> TrainConfig:
     path = Path(path)
     if not path.exists():
         raise ValueError(f"{path}: no such config file")
-    values = read_yaml(path) or {}
+    return config_from_values(read_yaml(path) or {}, path.parent, str(path))
+
+
+def config_from_values(values: dict, folder: Path = Path("."), where: str = "config") -> TrainConfig:
+    """The TrainConfig of a training YAML's plain values (what load_config reads; quickstart
+    builds its runs here too): relative data paths become relative to `folder`, and every
+    error begins with `where` (the file) and names the key. Reads no data."""
     if not isinstance(values, dict):
-        raise ValueError(f"{path}: expected a mapping at the top level")
+        raise ValueError(f"{where}: expected a mapping at the top level")
     values = dict(values)
-    for key, cls in (("accurate", DataSpec), ("cheap", DataSpec)):
-        if values.get(key) is not None:
-            values[key] = _build(cls, values[key], f"{path}: {key}")
-    values["more_cheap"] = [_build(DataSpec, v, f"{path}: more_cheap[{i}]")
-                            for i, v in enumerate(values.get("more_cheap") or [])]
     for key in ("accurate", "cheap"):
         if values.get(key) is not None:
-            values[key] = replace(values[key], path=_resolve(values[key].path, path.parent))
-    values["more_cheap"] = [replace(v, path=_resolve(v.path, path.parent)) for v in values["more_cheap"]]
+            spec = _build(DataSpec, values[key], f"{where}: {key}")
+            values[key] = replace(spec, path=_resolve(spec.path, folder))
+    values["more_cheap"] = [replace(spec, path=_resolve(spec.path, folder)) for spec in
+                            (_build(DataSpec, v, f"{where}: more_cheap[{i}]")
+                             for i, v in enumerate(values.get("more_cheap") or []))]
     if values.get("test"):
-        values["test"] = _resolve(values["test"], path.parent)
-    return _build(TrainConfig, values, str(path))
+        values["test"] = _resolve(values["test"], folder)
+    return _build(TrainConfig, values, where)
 
 
 def _resolve(data_path: str, folder: Path) -> str:

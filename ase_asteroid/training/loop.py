@@ -233,76 +233,108 @@ def fit(model: ForceField, train: Dataset, val: Dataset, config: FitConfig = Fit
     `state_path`: where the loop state goes after every epoch; if the file exists, training
     resumes from it (the file is removed once training has finished).
     """
-    index = {f: i for i, f in enumerate(model.fidelities)}
-    graphs = [graph_from_configuration(c, model.cutoff, index).to(dtype=model.dtype) for c in train]
-    steps_per_epoch = -(-len(graphs) // config.batch_size)
-    optimizer, schedule = _optimizer(model, config), _Schedule(config, steps_per_epoch)
-    ema = _EMA(model, config.ema_decay) if config.ema_decay else None
-    rng, generator = np.random.default_rng(config.seed), torch.Generator().manual_seed(config.seed)
-
-    def loss_and_gradients(batch, epoch: int) -> torch.Tensor:
-        if config.objective == "score_matching":
-            loss = score_matching_loss(model, batch, config.temperature_K, generator)
-            loss.backward()
-            return loss.detach()
-        rho = config.rho_at(epoch)
-        return loss_and_backward(model, batch, rho, config.loss, config.force_grad, epsilon)
-
-    epsilon = config.force_grad_epsilon_A or default_epsilon(model.dtype)
-
-    state = {"epoch": 0, "best": float("inf"), "best_state": copy.deepcopy(model.state_dict()), "history": []}
+    loop = _Loop(model, train, config)
     if state_path is not None and Path(state_path).exists():
-        state = _load_state(state_path, model, optimizer, schedule, ema, (rng, generator), config)
-    bar = tqdm(range(state["epoch"], config.epochs), desc="fit", unit="epoch", disable=not progress,
-               initial=state["epoch"], total=config.epochs)
+        loop.resume(state_path)
+    bar = tqdm(range(loop.state["epoch"], config.epochs), desc="fit", unit="epoch", disable=not progress,
+               initial=loop.state["epoch"], total=config.epochs)
     for epoch in bar:
-        model.train()
-        epoch_start, losses = time.perf_counter(), []
+        epoch_start = time.perf_counter()
         if epoch == config.stage_two_epoch:  # a new objective: the best is chosen among its epochs
-            state["best"] = float("inf")
-        order = rng.permutation(len(graphs))
-        for step, start in enumerate(range(0, len(order), config.batch_size)):
-            for group in optimizer.param_groups:
-                group["lr"] = schedule.lr(epoch * steps_per_epoch + step)
-            batch = collate([graphs[i] for i in order[start:start + config.batch_size]])
-            optimizer.zero_grad()
-            loss = loss_and_gradients(batch, epoch)
-            if config.clip_grad_norm:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad_norm)
-            optimizer.step()
-            if ema:
-                ema.update(model)
-            losses.append(float(loss.detach()))
-        live = ema.swapped_into(model) if ema else None
-        metrics = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
-                   "rho": config.rho_at(epoch),
-                   "train_loss": float(np.mean(losses)),
-                   **errors(model, val)}
+            loop.state["best"] = float("inf")
+        metrics = loop.validate(epoch, loop.train_epoch(epoch), val, epoch_start)
+        if state_path is not None:
+            loop.save(state_path)
+        bar.set_postfix(val_force_mae_meV_per_A=f"{1000 * metrics['force_mae_eV_per_A']:.1f}",
+                        lr=f"{metrics['lr']:.1e}")
+        if config.early_stopping_patience and \
+                _epochs_since_best(loop.state["history"]) >= config.early_stopping_patience:
+            break
+    record = loop.finish(train)
+    if state_path is not None:
+        Path(state_path).unlink(missing_ok=True)
+    return model, record
+
+
+class _Loop:
+    """The moving parts of one fit(): the training graphs, the optimiser, schedule, EMA and
+    random streams, and the loop state (epoch, best validation force MAE and its weights,
+    per-epoch history), which is what a state file saves and restores."""
+
+    def __init__(self, model: ForceField, train: Dataset, config: FitConfig) -> None:
+        index = {f: i for i, f in enumerate(model.fidelities)}
+        self.model, self.config = model, config
+        self.graphs = [graph_from_configuration(c, model.cutoff, index).to(dtype=model.dtype) for c in train]
+        self.steps_per_epoch = -(-len(self.graphs) // config.batch_size)
+        self.optimizer, self.schedule = _optimizer(model, config), _Schedule(config, self.steps_per_epoch)
+        self.ema = _EMA(model, config.ema_decay) if config.ema_decay else None
+        self.rngs = (np.random.default_rng(config.seed), torch.Generator().manual_seed(config.seed))
+        self.epsilon = config.force_grad_epsilon_A or default_epsilon(model.dtype)
+        self.state = {"epoch": 0, "best": float("inf"), "best_state": copy.deepcopy(model.state_dict()),
+                      "history": []}
+
+    def resume(self, path) -> None:
+        self.state = _load_state(path, self.model, self.optimizer, self.schedule, self.ema, self.rngs, self.config)
+
+    def save(self, path) -> None:
+        _save_state(path, self.state, self.model, self.optimizer, self.schedule, self.ema, self.rngs, self.config)
+
+    def train_epoch(self, epoch: int) -> float:
+        """One pass over the training graphs in a seeded random order; returns the mean loss."""
+        self.model.train()
+        size, losses = self.config.batch_size, []
+        order = self.rngs[0].permutation(len(self.graphs))
+        for step, start in enumerate(range(0, len(order), size)):
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.schedule.lr(epoch * self.steps_per_epoch + step)
+            losses.append(self._step(collate([self.graphs[i] for i in order[start:start + size]]), epoch))
+        return float(np.mean(losses))
+
+    def _step(self, batch, epoch: int) -> float:
+        """One optimiser step on `batch` (gradient clipping, then the EMA update); its loss."""
+        self.optimizer.zero_grad()
+        if self.config.objective == "score_matching":
+            loss = score_matching_loss(self.model, batch, self.config.temperature_K, self.rngs[1])
+            loss.backward()
+        else:
+            loss = loss_and_backward(self.model, batch, self.config.rho_at(epoch), self.config.loss,
+                                     self.config.force_grad, self.epsilon)
+        if self.config.clip_grad_norm:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip_grad_norm)
+        self.optimizer.step()
+        if self.ema:
+            self.ema.update(self.model)
+        return float(loss.detach())
+
+    def validate(self, epoch: int, train_loss: float, val: Dataset, epoch_start: float) -> dict:
+        """Measure the (EMA) weights on `val`, keep them if they are the best so far, advance
+        the schedule, and append the epoch's metrics to the history; returns them."""
+        state = self.state
+        live = self.ema.swapped_into(self.model) if self.ema else None
+        metrics = {"epoch": epoch + 1, "lr": self.optimizer.param_groups[0]["lr"], "rho": self.config.rho_at(epoch),
+                   "train_loss": train_loss, **errors(self.model, val)}
         improved = not metrics["force_mae_eV_per_A"] >= state["best"]  # NaN (unlabelled val): keep the latest
         if improved:
-            state["best"], state["best_state"] = metrics["force_mae_eV_per_A"], copy.deepcopy(model.state_dict())
+            state["best"], state["best_state"] = metrics["force_mae_eV_per_A"], copy.deepcopy(self.model.state_dict())
         if live is not None:
-            _EMA._copy(model, live)
-        schedule.end_epoch(improved)
+            _EMA._copy(self.model, live)
+        self.schedule.end_epoch(improved)
         before = state["history"][-1]["elapsed_s"] if state["history"] else 0.0
         metrics["elapsed_s"] = round(before + time.perf_counter() - epoch_start, 2)  # training + validation
         state["history"].append(metrics)
         state["epoch"] = epoch + 1
-        if state_path is not None:
-            _save_state(state_path, state, model, optimizer, schedule, ema, (rng, generator), config)
-        bar.set_postfix(val_force_mae_meV_per_A=f"{1000 * metrics['force_mae_eV_per_A']:.1f}",
-                        lr=f"{metrics['lr']:.1e}")
-        if config.early_stopping_patience and _epochs_since_best(state["history"]) >= config.early_stopping_patience:
-            break
-    model.load_state_dict(state["best_state"])
-    model.eval()
-    refit_energy_references(model, train)
-    record = {"stage": "fit", "config": asdict(config), "epochs": state["epoch"],
-              "best_val_force_mae_eV_per_A": state["best"], "history": state["history"]}
-    model.extras.history.append({k: v for k, v in record.items() if k != "history"})
-    if state_path is not None:
-        Path(state_path).unlink(missing_ok=True)
-    return model, record
+        return metrics
+
+    def finish(self, train: Dataset) -> dict:
+        """Load the best weights, refit the energy references to `train`, and record the
+        run in the model's history; returns the record (with the per-epoch history)."""
+        self.model.load_state_dict(self.state["best_state"])
+        self.model.eval()
+        refit_energy_references(self.model, train)
+        record = {"stage": "fit", "config": asdict(self.config), "epochs": self.state["epoch"],
+                  "best_val_force_mae_eV_per_A": self.state["best"], "history": self.state["history"]}
+        self.model.extras.history.append({k: v for k, v in record.items() if k != "history"})
+        return record
 
 
 def _epochs_since_best(history: list[dict]) -> int:

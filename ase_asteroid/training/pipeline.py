@@ -20,7 +20,7 @@ from ..data.tools import split_indices
 from ..delta import subtract_baseline
 from ..refinement.prior import prior_labelled
 from ..refinement.radius import mean_spectrum
-from ..models import ForceField, config_from_dict
+from ..models import ForceField
 from .config import DataSpec, TrainConfig
 from .loop import FitConfig, errors, fit
 from .stages import bias_weights, force_bias, new_model, unlabelled, weighted
@@ -103,64 +103,177 @@ def _write_log(stem: Path, history: list[dict]) -> None:
         writer.writerows(history)
 
 
+@dataclass(frozen=True)
+class Fresh:
+    """Where a stage that starts from a new model gets it: weights from the run's seed +
+    `seed_offset`; with `cheap_references` the model also carries the reference energies of
+    the cheap fidelities (it trains on them, or predicts on them)."""
+
+    seed_offset: int = 0
+    cheap_references: bool = True
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage of a method: `name` (its checkpoint, ``NAME.ckpt``), `recipe` (the stage
+    kind of recipes.KINDS: scratch | pretrain | finetune), `data` (a key of STAGE_DATA: its
+    training and validation sets), `start` (Fresh: a new model, no parent; None: the previous
+    stage's model, whose checkpoint becomes the parent), `objective` (replaces the recipe's,
+    with the config's temperature_K) and `per_gamma` (repeated for every γ of the config,
+    the γ search)."""
+
+    name: str
+    recipe: str
+    data: str
+    start: Fresh | None = None
+    objective: str | None = None
+    per_gamma: bool = False
+
+
+_PRETRAIN = Stage("pretrained", "pretrain", "cheap", Fresh(seed_offset=1))
+_FINETUNE = Stage("fine_tuned", "finetune", "accurate")
+
+#: method (config.METHODS) -> its stages, in order: the only place they are chained.
+STAGES: dict[str, tuple[Stage, ...]] = {
+    "standard": (Stage("standard", "scratch", "accurate", Fresh(cheap_references=False)),),
+    "multi_head": (Stage("multi_head", "scratch", "all_fidelities", Fresh()),),
+    "delta": (Stage("delta", "scratch", "minus_baseline", Fresh(cheap_references=False)),),
+    "cheap_only": (_PRETRAIN,),
+    "pretrain_finetune": (_PRETRAIN, _FINETUNE),
+    "score_matching": (Stage("score_matching", "pretrain", "unlabelled_cheap", Fresh(1, cheap_references=False),
+                             objective="score_matching"), _FINETUNE),
+    "asteroid": (Stage("bias_identification", "scratch", "accurate", Fresh()),
+                 replace(_PRETRAIN, data="bias_weighted_cheap", per_gamma=True), replace(_FINETUNE, per_gamma=True)),
+}
+
+
+@dataclass(frozen=True)
+class StageData:
+    """What a stage trains and validates on, and `accurate`: the data a fresh model's
+    accurate-fidelity reference energies are fitted to; `baseline`: the Δ baseline
+    subtracted from the labels, which a fresh model records (it adds it at inference)."""
+
+    train: Dataset
+    val: Dataset
+    accurate: Dataset
+    baseline: str | None = None
+
+
+class _Run:
+    """One run of a method's stages: the data, the model config, the LJ prior, and the
+    models of finished stages (the bias of the cheap labels comes from one)."""
+
+    def __init__(self, config: TrainConfig, splits: Splits, progress: bool, resume: bool) -> None:
+        self.config, self.splits, self.progress = config, splits, progress
+        self.stages = _Stages(Path(config.out), resume, progress, config.prior_weight)
+        self.everything = [splits.train, *([splits.cheap] if splits.cheap else []), *splits.more]
+        self.model_config = config.model_for(self.everything)
+        self.prior = _prior(config.prior, self.model_config.species, splits.cheap or splits.train) \
+            if config.prior else None
+        self.models: dict[str, ForceField] = {}
+        self._bias = None
+
+    def stage(self, stage: Stage, previous: ForceField | None, gamma: float | None = None) -> ForceField:
+        """Run `stage` (from `previous`, or a fresh model) and return its model."""
+        data = STAGE_DATA[stage.data](self, gamma)
+        fit_config = self.config.fit_config(stage.recipe)
+        if stage.objective:
+            fit_config = replace(fit_config, objective=stage.objective, temperature_K=self.config.temperature_K)
+        model = previous
+        if stage.start is not None:
+            model, self.stages.parent = self.fresh(stage.start, data), None
+        self.models[stage.name] = self.stages.run(stage.name, model, data.train, data.val, fit_config)
+        return self.models[stage.name]
+
+    def fresh(self, start: Fresh, data: StageData) -> ForceField:
+        cheap = [self.splits.cheap, *self.splits.more] if start.cheap_references and self.splits.cheap else None
+        model = new_model(self.model_config, data.accurate, cheap, self.config.seed + start.seed_offset,
+                          self.config.torch_dtype, self.prior)
+        if data.baseline:
+            model.extras.delta_baseline = data.baseline
+        return model
+
+    def bias(self) -> np.ndarray:
+        """B(x) of every cheap configuration, from the bias-identification stage's model."""
+        if self._bias is None:
+            self._bias = force_bias(self.models["bias_identification"], self.splits.cheap)
+        return self._bias
+
+
+def _accurate(run: _Run, gamma) -> StageData:
+    return StageData(run.splits.train, run.splits.val, run.splits.train)
+
+
+def _cheap(run: _Run, gamma) -> StageData:
+    return StageData(run.splits.cheap, run.splits.cheap_val, run.splits.train)
+
+
+def _bias_weighted_cheap(run: _Run, gamma: float) -> StageData:
+    cheap = weighted(run.splits.cheap, bias_weights(run.bias(), gamma))
+    return StageData(cheap, run.splits.cheap_val, run.splits.train)
+
+
+def _unlabelled_cheap(run: _Run, gamma) -> StageData:
+    """The cheap geometries without labels; model selection on the accurate validation set."""
+    return StageData(unlabelled(run.splits.cheap), run.splits.val, run.splits.train)
+
+
+def _all_fidelities(run: _Run, gamma) -> StageData:
+    """Every fidelity at once (the accurate data accurate_repeats times), each configuration's
+    loss weighted by head_loss_weights of its fidelity."""
+    config, splits = run.config, run.splits
+    data = Dataset([c.with_(weight=c.weight * config.head_loss_weights.get(c.fidelity, 1.0))
+                    for d in [splits.train] * config.accurate_repeats + run.everything[1:] for c in d])
+    return StageData(data, splits.val, splits.train)
+
+
+def _minus_baseline(run: _Run, gamma) -> StageData:
+    """The accurate labels minus the Δ baseline's."""
+    baseline = run.config.delta_baseline
+    train, val = (subtract_baseline(d, baseline, run.progress)[0] for d in (run.splits.train, run.splits.val))
+    return StageData(train, val, train, baseline)
+
+
+#: Stage.data -> its training and validation sets in a run (the γ of the γ search, if any).
+STAGE_DATA = {"accurate": _accurate, "cheap": _cheap, "bias_weighted_cheap": _bias_weighted_cheap,
+              "unlabelled_cheap": _unlabelled_cheap, "all_fidelities": _all_fidelities,
+              "minus_baseline": _minus_baseline}
+
+
 def run_stages(config: TrainConfig, splits: Splits, progress: bool = True, resume: bool = False
                ) -> tuple[ForceField, dict[str, Path]]:
-    """The stages of `config.method` (see config.METHODS), a checkpoint per stage in
-    `config.out`; the only place they are chained. Returns the final model and
-    {stage: checkpoint path}. With several γ, each is pre-trained and fine-tuned and the
-    one with the lowest validation force MAE after fine-tuning is returned (and recorded
-    in ``gamma_search.json``); its checkpoint is also under "fine_tuned"."""
-    stages = _Stages(Path(config.out), resume, progress, config.prior_weight)
-    everything = [splits.train, *([splits.cheap] if splits.cheap else []), *splits.more]
-    species = sorted(set().union(*(d.species for d in everything)))
-    num_heads = len(dict.fromkeys(f for d in everything for f in d.fidelities)) if config.method == "multi_head" else 1
-    model_config = config_from_dict({"species": species, "num_heads": num_heads + bool(config.prior), **config.model})
-    seed = config.seed
-    scratch, pretrain, finetune = (config.fit_config(kind) for kind in ("scratch", "pretrain", "finetune"))
-    prior = _prior(config.prior, species, splits.cheap or splits.train) if config.prior else None
+    """The stages of `config.method` (STAGES), a checkpoint per stage in `config.out`.
+    Returns the final model and {stage: checkpoint path}. The stages marked per_gamma are
+    run once per γ, and the model with the lowest validation force MAE after the last of
+    them is returned (see _gamma_search); its checkpoint is also under that stage's name."""
+    run, model = _Run(config, splits, progress, resume), None
+    for stage in STAGES[config.method]:
+        if not stage.per_gamma:
+            model = run.stage(stage, model)
+    searched = [stage for stage in STAGES[config.method] if stage.per_gamma]
+    if searched:
+        model = _gamma_search(run, searched, model)
+    return model, run.stages.paths
 
-    def fresh(with_cheap: bool = True, seed_offset: int = 0, accurate: Dataset = splits.train) -> ForceField:
-        cheap = [splits.cheap, *splits.more] if with_cheap and splits.cheap else None
-        return new_model(model_config, accurate, cheap, seed + seed_offset, config.torch_dtype, prior)
 
-    if config.method == "standard":
-        return stages.run("standard", fresh(False), splits.train, splits.val, scratch), stages.paths
-    if config.method == "multi_head":
-        model = fresh()
-        data = Dataset([c.with_(weight=c.weight * config.head_loss_weights.get(c.fidelity, 1.0))
-                        for d in [splits.train] * config.accurate_repeats + everything[1:] for c in d])
-        return stages.run("multi_head", model, data, splits.val, scratch), stages.paths
-    if config.method == "delta":
-        train, val = (subtract_baseline(d, config.delta_baseline, progress)[0] for d in (splits.train, splits.val))
-        model = fresh(False, accurate=train)
-        model.extras.delta_baseline = config.delta_baseline
-        return stages.run("delta", model, train, val, scratch), stages.paths
-    if config.method == "score_matching":
-        sm_fit = replace(pretrain, objective="score_matching", temperature_K=config.temperature_K)
-        pretrained = stages.run("score_matching", fresh(False, 1), unlabelled(splits.cheap), splits.val, sm_fit)
-        return stages.run("fine_tuned", pretrained, splits.train, splits.val, finetune), stages.paths
-    if config.method != "asteroid":  # pretrain_finetune (γ = ∞) or cheap_only
-        stages.parent = None
-        final = stages.run("pretrained", fresh(seed_offset=1), splits.cheap, splits.cheap_val, pretrain)
-        if config.method == "pretrain_finetune":
-            final = stages.run("fine_tuned", final, splits.train, splits.val, finetune)
-        return final, stages.paths
-    first = stages.run("bias_identification", fresh(), splits.train, splits.val, scratch)
-    bias = force_bias(first, splits.cheap)
-    candidates = []
-    for gamma in config.gammas:
-        suffix = f"_gamma{gamma:g}" if len(config.gammas) > 1 else ""
-        stages.parent = None  # pre-training starts from scratch
-        pretrained = stages.run(f"pretrained{suffix}", fresh(seed_offset=1), weighted(splits.cheap, bias_weights(bias, gamma)),
-                                splits.cheap_val, pretrain)
-        tuned = stages.run(f"fine_tuned{suffix}", pretrained, splits.train, splits.val, finetune)
-        candidates.append((errors(tuned, splits.val)["force_mae_eV_per_A"], gamma, tuned, f"fine_tuned{suffix}"))
+def _gamma_search(run: _Run, stages: list[Stage], start: ForceField | None) -> ForceField:
+    """`stages` once per γ (names suffixed ``_gammaG`` when there are several), each from
+    `start`; returns the model with the lowest validation force MAE after the last stage,
+    records the choice in ``gamma_search.json`` and files its checkpoint under the last
+    stage's plain name."""
+    gammas, candidates = run.config.gammas, []
+    for gamma in gammas:
+        suffix = f"_gamma{gamma:g}" if len(gammas) > 1 else ""
+        model = start
+        for stage in stages:
+            model = run.stage(replace(stage, name=stage.name + suffix), model, gamma)
+        candidates.append((errors(model, run.splits.val)["force_mae_eV_per_A"], gamma, model, stages[-1].name + suffix))
     best = min(candidates, key=lambda c: c[0])
-    (Path(config.out) / "gamma_search.json").write_text(json.dumps(
+    (Path(run.config.out) / "gamma_search.json").write_text(json.dumps(
         {"chosen_gamma_eV_per_A": best[1], "val_force_mae_eV_per_A": {f"{g:g}": e for e, g, _, _ in candidates},
-         "bias_quartiles_eV_per_A": np.percentile(bias, [25, 50, 75]).tolist()}, indent=1))
-    stages.paths["fine_tuned"] = stages.paths[best[3]]
-    return best[2], stages.paths
+         "bias_quartiles_eV_per_A": np.percentile(run.bias(), [25, 50, 75]).tolist()}, indent=1))
+    run.stages.paths[stages[-1].name] = run.stages.paths[best[3]]
+    return best[2]
 
 
 def _prior(kind: str, species, data: Dataset):

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,7 @@ import numpy as np
 from .. import units
 from ..data import split_indices
 from ..demo_data import load_demo
-from .config import DataSpec, TrainConfig
+from .config import TrainConfig, config_from_values
 from .loop import errors
 from .pipeline import Splits, run_stages
 
@@ -35,11 +34,28 @@ def _row(name: str, model, test, n_accurate: int, n_cheap: int, seconds: float) 
             "energy_mae_meV": 1000 * e["energy_mae_eV"], "seconds": seconds}
 
 
+#: The compared methods: (method, uses the cheap data).
+METHODS = (("standard", False), ("asteroid", True), ("pretrain_finetune", True))
+
+
+def quickstart_configs(out: Path, epochs: int, pretrain_epochs: int, gamma_eV_per_A: float,
+                       seed: int) -> list[TrainConfig]:
+    """The TrainConfig of each of METHODS, built from the plain values a training YAML would
+    hold (config_from_values), so quickstart is checked exactly as `asteroid train` is."""
+    values = {"accurate": {"path": "demo:ethanol_b3lyp", "train": 250}, "model": {"name": "egnn"},
+              "gamma_eV_per_A": gamma_eV_per_A, "fit": {"epochs": epochs, "seed": seed},
+              "pretrain_fit": {"epochs": pretrain_epochs, "seed": seed}, "seed": seed}
+    return [config_from_values({**values, "method": method, "out": str(out / method),
+                                "cheap": {"path": "demo:ethanol_gfn2-xtb"} if uses_cheap else None},
+                               where="quickstart") for method, uses_cheap in METHODS]
+
+
 def run_quickstart(out_dir="quickstart", epochs: int = 100, pretrain_epochs: int = 8, gamma_eV_per_A: float = 0.05,
                    cost_ratio: float = 1000.0, seed: int = 0, progress: bool = True) -> list[dict]:
     """Train both models (checkpoints in `out_dir`/standard and `out_dir`/asteroid, one per stage)
     and write a figure (parity plots and learning curves); return the table rows."""
     out = Path(out_dir)
+    configs = quickstart_configs(out, epochs, pretrain_epochs, gamma_eV_per_A, seed)  # checked before any data
     out.mkdir(parents=True, exist_ok=True)
     accurate, cheap, test = load_demo("ethanol_b3lyp"), load_demo("ethanol_gfn2-xtb"), load_demo("ethanol_test_b3lyp")
     train_idx, val_idx = split_indices(len(accurate), [250, 50], seed)
@@ -47,19 +63,15 @@ def run_quickstart(out_dir="quickstart", epochs: int = 100, pretrain_epochs: int
     cheap_train, cheap_val = cheap.subset(range(100, len(cheap))), cheap.subset(range(100))
     if 50 * cost_ratio < len(cheap_train):
         cheap_train = cheap_train.subset(range(int(50 * cost_ratio)))
-    config = TrainConfig(method="standard", accurate=DataSpec("demo:ethanol_b3lyp", 250), model={"name": "egnn"},
-                         gamma_eV_per_A=gamma_eV_per_A, fit={"epochs": epochs, "seed": seed},
-                         pretrain_fit={"epochs": pretrain_epochs, "seed": seed}, seed=seed)
-    runs = [("standard", "standard", Splits(train_std, val), 250, 0),
-            (f"asteroid (gamma {gamma_eV_per_A} eV/Å)", "asteroid", Splits(train_ast, val, cheap_train, cheap_val),
+    runs = [("standard", Splits(train_std, val), 250, 0),          # in the order of METHODS
+            (f"asteroid (gamma {gamma_eV_per_A} eV/Å)", Splits(train_ast, val, cheap_train, cheap_val),
              200, len(cheap_train)),
-            ("pre-train + fine-tune, no bias weights", "pretrain_finetune",
-             Splits(train_ast, val, cheap_train, cheap_val), 200, len(cheap_train))]
+            ("pre-train + fine-tune, no bias weights", Splits(train_ast, val, cheap_train, cheap_val),
+             200, len(cheap_train))]
     rows, models = [], []
-    for name, method, splits, n_accurate, n_cheap in runs:
+    for config, (name, splits, n_accurate, n_cheap) in zip(configs, runs):
         start = time.perf_counter()
-        cheap = DataSpec("demo:ethanol_gfn2-xtb") if n_cheap else None
-        model, _ = run_stages(replace(config, method=method, cheap=cheap, out=str(out / method)), splits, progress)
+        model, _ = run_stages(config, splits, progress)
         rows.append(_row(name, model, test, n_accurate, n_cheap, time.perf_counter() - start))
         models.append(model)
     _plot(models[0], models[1], test, out, out / "parity.png")
