@@ -19,6 +19,9 @@ rows it has): standard (250), asteroid (200 + N, γ chosen by validation after
 fine-tuning if several are given), pretrain_finetune (no bias weights, γ = ∞) whose
 pre-trained stage is also the cheap_only row, and score_matching (the rMD17 geometries
 of the largest N with labels removed, 500 K, the temperature of the MD17 trajectories).
+``--corrupt FRACTION STD`` gives a controlled case where the cheap labels' error varies:
+Gaussian noise of STD eV/Å on every force component of a random FRACTION of the cheap
+configurations (recorded as label set e.g. ``new+0.25x1``).
 Every run is repeated for each of ``--seeds`` (model initialisation and batch order; the
 data splits stay) and each cheap label set of ``--labels``; the table gives the mean over
 seeds with the seeds' range.
@@ -92,22 +95,36 @@ def cheap_pool(data_dir: Path, molecule: str, ccsd: Dataset | None, cache: Path,
     return pool.subset(kept)
 
 
+def corrupted(pool: Dataset, fraction: float, std_eV_per_A: float) -> Dataset:
+    """`pool` with Gaussian noise of `std_eV_per_A` added to every force component of a random
+    `fraction` of its configurations (default_rng(1)): cheap labels with known bad ones."""
+    rng = np.random.default_rng(1)
+    bad = set(rng.choice(len(pool), round(fraction * len(pool)), replace=False).tolist())
+    return Dataset([c.with_(forces=c.forces + rng.normal(0.0, std_eV_per_A, c.forces.shape)) if i in bad else c
+                    for i, c in enumerate(pool)], pool.source, dict(pool.source_units))
+
+
+def label_set(labels: str, corrupt: list[float] | None) -> str:
+    """A cheap label set's name in the results: "new", "old", or e.g. "new+0.25x1" (25 % corrupted by 1 eV/Å)."""
+    return labels if not corrupt else f"{labels}+{corrupt[0]:g}x{corrupt[1]:g}"
+
+
 def run_one(spec: dict, data: dict, args) -> list[dict]:
     """Train one run; returns its rows (two for pretrain_finetune: with and without fine-tuning)."""
     model, dtype = MODELS[spec["backend"]]
     n = spec["cheap"]
     cheap_perm = np.random.default_rng(0).permutation(len(data["pool"]))
     cheap, cheap_val = data["pool"].subset(cheap_perm[:n]), data["pool"].subset(cheap_perm[-100:])
-    pretrain_epochs = max(1, round(args.pretrain_visits / max(n, 1)))
+    pretrain_epochs = max(1, round(args.pretrain_visits / n)) if n else 0  # standard training has no pre-training
     seed = spec["seed"]
     fit = {**args.fit, "epochs": args.epochs, "seed": seed}
-    pretrain = {**args.fit, "epochs": pretrain_epochs, "seed": seed}
+    pretrain = {**args.fit, "epochs": pretrain_epochs, "seed": seed} if n else {}
     out = args.results.parent / "runs" / "_".join(str(v) for v in spec.values())
     method, more = spec["method"], ()
     if method.startswith("multi_head"):  # one joint stage, as many configuration visits as the others' stages
         fit = {**fit, "epochs": max(1, round((args.pretrain_visits + args.epochs * 200) / (n + 4 * 200)))}
         if method == "multi_head3":  # a third fidelity: the other rMD17 label set, on other geometries
-            other = cheap_pool(args.data_dir, spec["molecule"], None, data["cache"], labels=OTHER[spec["labels"]])
+            other = cheap_pool(args.data_dir, spec["molecule"], None, data["cache"], labels=OTHER[spec["labels"].split("+")[0]])
             more = (other.subset(cheap_perm[n:2 * n]),)
         method = "multi_head"
     config = TrainConfig(method=method, accurate=DataSpec(ACCURATE[spec["molecule"]]), model=model,
@@ -148,7 +165,7 @@ def planned(args) -> list[dict]:
     for molecule, backend, seed in itertools.product(args.molecules, args.backends, args.seeds):
         common = {"molecule": molecule, "backend": backend, "seed": seed}
         runs.append({**common, "method": "standard", "cheap": 0, "accurate": 250, "labels": "-"})
-        for method, labels in itertools.product(args.methods, args.labels):
+        for method, labels in itertools.product(args.methods, [label_set(x, args.corrupt) for x in args.labels]):
             sizes = [max(args.cheap_sizes)] if method == "score_matching" else args.cheap_sizes
             runs += [{**common, "method": method, "cheap": n, "accurate": 200, "labels": labels} for n in sizes]
     return runs
@@ -224,6 +241,9 @@ def main(argv=None) -> int:
                         help="model initialisation and batch order (not the data splits); each seed is a run")
     parser.add_argument("--labels", nargs="+", choices=["new", "old"], default=["new"],
                         help="cheap labels: new = rMD17 PBE/def2-SVP, old = the original MD17 PBE+vdW-TS")
+    parser.add_argument("--corrupt", nargs=2, type=float, metavar=("FRACTION", "STD_eV_per_A"),
+                        help="a controlled case: add Gaussian noise of this size to the forces of this fraction of "
+                             "the cheap configurations (training and validation)")
     parser.add_argument("--fit", nargs="*", default=[], metavar="KEY=VALUE",
                         help="override recipe keys in every stage, e.g. rho=0.1 (values read as YAML)")
     parser.add_argument("--threads", type=int, default=1)
@@ -244,7 +264,9 @@ def main(argv=None) -> int:
         if (spec["molecule"], labels) not in data:
             train250, train200, val, test, ccsd = accurate_splits(args.data_dir, spec["molecule"])
             cache = args.results.parent / f"cheap_{spec['molecule']}.json"
-            pool = cheap_pool(args.data_dir, spec["molecule"], ccsd, cache, labels=labels)
+            pool = cheap_pool(args.data_dir, spec["molecule"], ccsd, cache, labels=labels.split("+")[0])
+            if args.corrupt:
+                pool = corrupted(pool, *args.corrupt)
             data = {(spec["molecule"], labels): dict(train250=train250, train200=train200, val=val, test=test,
                                                      pool=pool, cache=cache)}
         print(f"run {spec}", file=sys.stderr, flush=True)
