@@ -312,7 +312,9 @@ def main(argv=None) -> int:
             rows.append(row)
             with open(args.results, "a") as handle:
                 handle.write(json.dumps(row) + "\n")
-    rows = [r for r in rows for s in args.settings for t in TRAINERS if _matches(r, run_settings(s, t, args))]
+    latest = {(r["setting"], r["trainer"]): r for r in rows for s in args.settings for t in TRAINERS
+              if _matches(r, run_settings(s, t, args))}  # a setting's newest run of each trainer
+    rows = list(latest.values())
     plot(rows, args.figure)
     command = "python bench/trainer_parity.py " + " ".join(argv if argv is not None else sys.argv[1:])
     report(table(rows, args) + f"\n\n![validation force MAE against wall time]({Path('figures') / args.figure.name})",
