@@ -151,6 +151,40 @@ def train_command(args) -> str:
     return "\n".join(lines)
 
 
+def _add_select_parser(commands) -> None:
+    from .acquisition import STRATEGIES
+
+    select = commands.add_parser("select", help="pick the configurations of a pool to label accurately next")
+    select.add_argument("pool", help="candidate configurations (extxyz, npz, db, ...; cheap labels for --strategy bias)")
+    select.add_argument("--n", type=int, required=True, help="how many to pick")
+    select.add_argument("--strategy", required=True, choices=STRATEGIES)
+    select.add_argument("--out", required=True, help="output extxyz of the picks (their pool indices go to OUT.json)")
+    select.add_argument("--labelled", action="append", default=[],
+                        help="configurations already labelled accurately (excluded; FPS starts from them); repeatable")
+    select.add_argument("--model", action="append", default=[],
+                        help="checkpoint: one for fps-model and bias (stage 1), two or more for committee")
+    select.add_argument("--seed", type=int, default=0, help="seed of --strategy random")
+    select.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    _add_unit_arguments(select)
+
+
+def select_command(args) -> str:
+    from .acquisition import select, write_selection
+    from .checkpoint import load_checkpoint
+    from .data import Dataset
+    from .data.readers import read_dataset
+
+    read = lambda path: read_dataset(path, energy_unit=args.energy_unit, force_unit=args.force_unit)
+    pool = read(args.pool)
+    labelled = sum((read(path) for path in args.labelled), Dataset([])) if args.labelled else None
+    models = [load_checkpoint(path) for path in args.model]
+    selection = select(pool, args.n, args.strategy, labelled=labelled, models=models, seed=args.seed)
+    out, index_file = write_selection(pool, selection, args.out, args.pool, args.overwrite)
+    return (f"{args.strategy}: picked {len(selection.indices)} of {len(pool)} pool configurations "
+            f"({len(selection.excluded)} already labelled) -> {out} (pool indices: {index_file}); "
+            f"label them with: asteroid data label {out} --method METHOD --out LABELLED.extxyz")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="asteroid", description=(
         "Accurate machine-learning force fields from many cheap and a few accurate labels."))
@@ -170,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_quickstart_parser(commands)
     _add_evaluate_parser(commands)
     _add_train_parser(commands)
+    _add_select_parser(commands)
     return parser
 
 
@@ -185,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     run = {"quickstart": lambda: quickstart(args), "evaluate": lambda: evaluate_command(args),
-           "train": lambda: train_command(args)}.get(args.command) or {
+           "train": lambda: train_command(args), "select": lambda: select_command(args)}.get(args.command) or {
         "info": lambda: data_info(args.file, args.json, args.fidelity, args.labels, args.energy_unit,
                                   args.force_unit),
         "sample": lambda: data_sample(args), "label": lambda: data_label(args)}[args.data_command]
@@ -215,4 +250,5 @@ _AFTER_INTERRUPT = {
     "evaluate": "nothing was written",
     "quickstart": "the checkpoints of finished methods are kept in --out; running it again starts over",
     "info": "nothing was written",
+    "select": "nothing was written; run the command again",
 }
