@@ -185,6 +185,38 @@ def select_command(args) -> str:
             f"label them with: asteroid data label {out} --method METHOD --out LABELLED.extxyz")
 
 
+def _add_plan_parser(commands) -> None:
+    plan = commands.add_parser("plan", help="split a CPU-hour budget between accurate and cheap labels")
+    plan.add_argument("--budget-cpu-hours", type=float, required=True, help="CPU-hours for labels")
+    plan.add_argument("--cost", action="append", required=True,
+                      help="CPU-seconds per label: JSON {method: seconds} or a file written by asteroid data label; repeatable")
+    plan.add_argument("--curve", action="append", required=True,
+                      help="pilot rows, JSON list or JSONL of {accurate, cheap, method, force_mae...} "
+                           "(e.g. bench_results/md17_ccsd.jsonl); repeatable")
+    plan.add_argument("--accurate-method", required=True, help="the accurate labeller, e.g. 'pyscf:ccsd(t)/6-31g'")
+    plan.add_argument("--cheap-method", help="cheap labeller of rows that do not name one ('cheap_method')")
+    plan.add_argument("--molecule", help="use only rows (and per-molecule costs) of this molecule")
+    plan.add_argument("--max-cheap", type=int, help="at most this many cheap labels (e.g. the pool size)")
+    plan.add_argument("--json", action="store_true")
+
+
+def plan_command(args) -> str:
+    from dataclasses import asdict
+
+    from .planning import ERROR_KEYS, error_key, fit_curves, format_plans, plan_budget, read_costs, read_rows
+
+    rows = read_rows(args.curve, args.molecule)
+    curves, notes = fit_curves(rows, args.cheap_method)
+    if not curves:
+        raise ValueError("no learning curve could be fitted:\n  " + "\n  ".join(notes))
+    plans, more = plan_budget(curves, read_costs(args.cost, args.molecule), args.budget_cpu_hours,
+                              args.accurate_method, args.max_cheap)
+    if args.json:
+        return json.dumps({"plans": [asdict(p) for p in plans], "curves": [asdict(c) for c in curves],
+                           "notes": notes + more}, indent=1)
+    return format_plans(plans, curves, ERROR_KEYS[error_key(rows)], args.budget_cpu_hours, notes + more)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="asteroid", description=(
         "Accurate machine-learning force fields from many cheap and a few accurate labels."))
@@ -205,6 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluate_parser(commands)
     _add_train_parser(commands)
     _add_select_parser(commands)
+    _add_plan_parser(commands)
     return parser
 
 
@@ -220,7 +253,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     run = {"quickstart": lambda: quickstart(args), "evaluate": lambda: evaluate_command(args),
-           "train": lambda: train_command(args), "select": lambda: select_command(args)}.get(args.command) or {
+           "train": lambda: train_command(args), "select": lambda: select_command(args),
+           "plan": lambda: plan_command(args)}.get(args.command) or {
         "info": lambda: data_info(args.file, args.json, args.fidelity, args.labels, args.energy_unit,
                                   args.force_unit),
         "sample": lambda: data_sample(args), "label": lambda: data_label(args)}[args.data_command]
@@ -251,4 +285,5 @@ _AFTER_INTERRUPT = {
     "quickstart": "the checkpoints of finished methods are kept in --out; running it again starts over",
     "info": "nothing was written",
     "select": "nothing was written; run the command again",
+    "plan": "nothing was written",
 }
