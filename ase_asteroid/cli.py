@@ -284,6 +284,6 @@ _AFTER_INTERRUPT = {
     "evaluate": "nothing was written",
     "quickstart": "the checkpoints of finished methods are kept in --out; running it again starts over",
     "info": "nothing was written",
-    "select": "nothing was written; run the command again",
+    "select": "the picks are written only at the end; run the command again (with --overwrite if --out exists)",
     "plan": "nothing was written",
 }

@@ -150,3 +150,21 @@ def test_cli_round_trip_select_label_select(tmp_path, capsys):
     capsys.readouterr()
     assert cli.main(["select", str(pool), "--n", "4", "--strategy", "bias", "--out", str(second)]) == 1
     assert "takes one model" in capsys.readouterr().err
+
+
+def test_cli_loads_checkpoints_for_model_strategies(tmp_path, xtb_data, capsys):
+    from ase_asteroid import save_checkpoint
+    from ase_asteroid.models import build_model
+    from conftest import TINY_CONFIGS
+
+    paths = []
+    for seed in (0, 1):                                      # two members of a committee
+        model = build_model(TINY_CONFIGS["egnn"], seed=seed, dtype=torch.float64)
+        model.set_normalization(tiny_model("egnn", xtb_data).energy_references)
+        paths.append(str(save_checkpoint(model, tmp_path / f"model{seed}.ckpt")))
+    pool = str(FIXTURES / "ethanol_gfn2-xtb.extxyz")
+    for strategy, models in (("bias", paths[:1]), ("fps-model", paths[:1]), ("committee", paths)):
+        out = tmp_path / f"{strategy}.extxyz"
+        argv = ["select", pool, "--n", "5", "--strategy", strategy, "--out", str(out)]
+        assert cli.main(argv + sum((["--model", m] for m in models), [])) == 0, capsys.readouterr().err
+        assert len(json.loads((tmp_path / f"{strategy}.extxyz.json").read_text())["indices"]) == 5
