@@ -196,6 +196,8 @@ def _add_plan_parser(commands) -> None:
     plan.add_argument("--accurate-method", required=True, help="the accurate labeller, e.g. 'pyscf:ccsd(t)/6-31g'")
     plan.add_argument("--cheap-method", help="cheap labeller of rows that do not name one ('cheap_method')")
     plan.add_argument("--molecule", help="use only rows (and per-molecule costs) of this molecule")
+    plan.add_argument("--where", action="append", default=[], metavar="KEY=VALUE",
+                      help="use only rows with this value of KEY, e.g. backend=mace or labels=new; repeatable")
     plan.add_argument("--max-cheap", type=int, help="at most this many cheap labels (e.g. the pool size)")
     plan.add_argument("--json", action="store_true")
 
@@ -205,7 +207,10 @@ def plan_command(args) -> str:
 
     from .planning import ERROR_KEYS, error_key, fit_curves, format_plans, plan_budget, read_costs, read_rows
 
-    rows = read_rows(args.curve, args.molecule)
+    where = dict(item.partition("=")[::2] for item in args.where)
+    if any(not key or not value for key, value in where.items()):
+        raise ValueError(f"--where takes KEY=VALUE, got {args.where}")
+    rows = read_rows(args.curve, args.molecule, where)
     curves, notes = fit_curves(rows, args.cheap_method)
     if not curves:
         raise ValueError("no learning curve could be fitted:\n  " + "\n  ".join(notes))

@@ -98,9 +98,15 @@ def fit_learning_curve(accurate: Sequence[float], errors: Sequence[float], cheap
                          tuple(tuple(float(v) for v in row) for row in inverse_gram), s, len(errors), ranges)
 
 
-def read_rows(paths: Sequence, molecule: str | None = None) -> list[dict]:
+#: Row keys that must not vary within one learning curve (rows of bench/md17_ccsd.py carry them).
+SETTING_KEYS = ("molecule", "backend", "labels")
+
+
+def read_rows(paths: Sequence, molecule: str | None = None, where: dict[str, str] | None = None) -> list[dict]:
     """Pilot rows from JSON (a list) or JSONL files; with `molecule`, only rows of that
-    molecule (rows without a "molecule" key are kept)."""
+    molecule, and with `where` ({key: value}), only rows whose key has that value as text
+    (rows without the key are kept in both cases)."""
+    where = {**(where or {}), **({"molecule": molecule} if molecule else {})}
     rows = []
     for path in paths:
         text = _text(path)
@@ -109,10 +115,10 @@ def read_rows(paths: Sequence, molecule: str | None = None) -> list[dict]:
                 json.loads(line) for line in text.splitlines() if line.strip()]
         except json.JSONDecodeError as error:
             raise ValueError(f"{path}: neither a JSON list nor JSON lines ({error})") from None
-        rows += [r for r in loaded if molecule is None or r.get("molecule", molecule) == molecule]
+        rows += [r for r in loaded if all(str(r.get(k, v)) == v for k, v in where.items())]
     if not rows:
         raise ValueError(f"no pilot rows in {', '.join(map(str, paths))}"
-                         + (f" for molecule {molecule!r}" if molecule else ""))
+                         + (" with " + ", ".join(f"{k}={v}" for k, v in where.items()) if where else ""))
     return rows
 
 
@@ -142,6 +148,11 @@ def fit_curves(rows: Sequence[dict], cheap_method: str | None = None) -> tuple[l
         groups.setdefault((row["method"], source), []).append(row)
     curves, notes = [], []
     for (method, source), group in groups.items():
+        for setting in SETTING_KEYS:
+            values = sorted({str(r[setting]) for r in group if setting in r})
+            if len(values) > 1:
+                raise ValueError(f"the pilot rows of method {method!r} mix {setting} values {', '.join(values)}: "
+                                 f"keep one with --where {setting}=VALUE (or --molecule)")
         try:
             curves.append(fit_learning_curve([r["accurate"] for r in group], [r[key] for r in group],
                                              [r.get("cheap", 0) for r in group] if source else None, method, source))

@@ -101,3 +101,15 @@ def test_cli_plan(tmp_path, capsys):
     assert "no cost for the accurate method 'gfn2-xtb'" in capsys.readouterr().err
     assert cli.main(argv + ["--json"]) == 0
     assert math.isfinite(json.loads(capsys.readouterr().out)["plans"][0]["error"])
+
+
+def test_rows_of_different_backends_are_not_mixed_in_one_curve(tmp_path):
+    from ase_asteroid.planning import read_rows
+
+    rows = [{"method": "standard", "accurate": n, "cheap": 0, "backend": b, "force_mae": s * n ** -0.4}
+            for b, s in (("mace", 1.0), ("egnn", 3.0)) for n in (50, 100, 200)]
+    (tmp_path / "rows.json").write_text(json.dumps(rows))
+    with pytest.raises(ValueError, match="mix backend values egnn, mace: keep one with --where backend=VALUE"):
+        fit_curves(read_rows([tmp_path / "rows.json"]))
+    (curve,), _ = fit_curves(read_rows([tmp_path / "rows.json"], where={"backend": "mace"}))
+    assert curve.n_rows == 3 and math.exp(curve.coefficients[0]) == pytest.approx(1.0)
