@@ -74,7 +74,9 @@ def select(pool: Dataset, n: int, strategy: str, *, labelled: Dataset | None = N
         raise ValueError(f"unknown strategy {strategy!r}; choose from {', '.join(STRATEGIES)}")
     excluded = labelled_indices(pool, labelled)
     candidates = np.setdiff1d(np.arange(len(pool)), excluded)
-    if not 0 < n <= len(candidates):
+    if n < 1:
+        raise ValueError(f"the number of configurations to select must be at least 1, got {n}")
+    if n > len(candidates):
         raise ValueError(f"cannot select {n} configurations: the pool has {len(pool)}, "
                          f"{len(excluded)} of them already labelled, so at most {len(candidates)}")
     _check_models(strategy, pool, models)

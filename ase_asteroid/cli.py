@@ -216,6 +216,8 @@ def plan_command(args) -> str:
         raise ValueError("no learning curve could be fitted:\n  " + "\n  ".join(notes))
     plans, more = plan_budget(curves, read_costs(args.cost, args.molecule), args.budget_cpu_hours,
                               args.accurate_method, args.max_cheap)
+    if not plans:
+        raise ValueError("no plan fits the budget:\n  " + "\n  ".join(notes + more))
     if args.json:
         return json.dumps({"plans": [asdict(p) for p in plans], "curves": [asdict(c) for c in curves],
                            "notes": notes + more}, indent=1)

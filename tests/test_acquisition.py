@@ -116,6 +116,7 @@ def test_node_features_are_invariant_and_fps_model_skips_a_rotated_copy(backend,
 @pytest.mark.parametrize("kwargs, message", [
     ({"n": 3, "strategy": "greedy"}, "unknown strategy 'greedy'"),
     ({"n": 41, "strategy": "random"}, "the pool has 40"),
+    ({"n": 0, "strategy": "random"}, "must be at least 1, got 0"),
     ({"n": 3, "strategy": "committee", "models": "one"}, "at least 2 models"),
     ({"n": 3, "strategy": "fps-model", "models": "hydrogen-only"}, "the pool also has C, O"),
 ])

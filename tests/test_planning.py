@@ -99,6 +99,8 @@ def test_cli_plan(tmp_path, capsys):
     assert "recommended for 10 CPU-hours: standard, 100 accurate labels" in out and "kcal/mol/Å" in out
     assert cli.main(argv[:-1] + ["gfn2-xtb"]) == 1
     assert "no cost for the accurate method 'gfn2-xtb'" in capsys.readouterr().err
+    assert cli.main(["plan", "--budget-cpu-hours", "0.05"] + argv[3:]) == 1      # less than one label
+    assert "no plan fits the budget" in capsys.readouterr().err
     assert cli.main(argv + ["--json"]) == 0
     assert math.isfinite(json.loads(capsys.readouterr().out)["plans"][0]["error"])
 
