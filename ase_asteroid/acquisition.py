@@ -32,6 +32,7 @@ from typing import Sequence
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from .data import Dataset
 from .data.dataset import element_symbol
@@ -66,8 +67,10 @@ def labelled_indices(pool: Dataset, labelled: Dataset | None) -> list[int]:
 
 
 def select(pool: Dataset, n: int, strategy: str, *, labelled: Dataset | None = None,
-           models: Sequence[ForceField] = (), seed: int = 0, batch_size: int = 50) -> Selection:
-    """The `n` pool configurations to label next by `strategy` (see the module docstring).
+           models: Sequence[ForceField] = (), seed: int = 0, batch_size: int = 50,
+           progress: bool = False) -> Selection:
+    """The `n` pool configurations to label next by `strategy` (see the module docstring);
+    `progress` shows a bar over the model evaluations.
     ValueError for an unknown strategy, n outside 1..(unlabelled pool size), the wrong
     number of models, a model that lacks an element of the pool, or bias without cheap labels."""
     if strategy not in STRATEGIES:
@@ -84,15 +87,36 @@ def select(pool: Dataset, n: int, strategy: str, *, labelled: Dataset | None = N
         chosen = np.random.default_rng(seed).choice(candidates, n, replace=False)
         return Selection(strategy, [int(i) for i in chosen], [float("nan")] * n, excluded)
     if strategy in ("bias", "committee"):
-        scores = (bias_scores(models[0], pool.subset(candidates), batch_size) if strategy == "bias"
-                  else committee_scores(models, pool.subset(candidates), batch_size))
+        score = ((lambda data: bias_scores(models[0], data, batch_size)) if strategy == "bias"
+                 else lambda data: committee_scores(models, data, batch_size))
+        scores = _in_chunks(score, pool.subset(candidates), strategy, progress)
         order = np.argsort(-scores, kind="stable")[:n]
         return Selection(strategy, [int(candidates[i]) for i in order], [float(scores[i]) for i in order], excluded)
-    describe = (geometry_descriptors if strategy == "fps-geometry"
-                else lambda data: model_descriptors(models[0], data, batch_size))
+    describe = lambda data: _descriptor_groups(strategy, models, data, batch_size, progress)
     anchors = describe(labelled) if labelled is not None and len(labelled) else {}
     picks = farthest_points(describe(pool.subset(candidates)), n, anchors)
     return Selection(strategy, [int(candidates[i]) for i, _ in picks], [d for _, d in picks], excluded)
+
+
+def _descriptor_groups(strategy: str, models: Sequence[ForceField], data: Dataset, batch_size: int,
+                       progress: bool) -> dict[tuple, tuple[np.ndarray, np.ndarray]]:
+    """{group: (indices into data, descriptors)} of an FPS strategy: geometry descriptors per
+    composition, or the model's mean node features in one group."""
+    if strategy == "fps-geometry":
+        return geometry_descriptors(data)
+    features = _in_chunks(lambda chunk: model_descriptors(models[0], chunk, batch_size), data, "descriptors", progress)
+    return {(): (np.arange(len(data)), features)}
+
+
+def _in_chunks(function, data: Dataset, description: str, progress: bool, size: int = 500) -> np.ndarray:
+    """function(chunk) [len(chunk), ...] over chunks of `data`, concatenated; a progress bar
+    in configurations when `progress`."""
+    results = []
+    with tqdm(total=len(data), desc=description, unit="config", disable=not progress) as bar:
+        for start in range(0, len(data), size):
+            results.append(function(data[start:start + size]))
+            bar.update(len(results[-1]))
+    return np.concatenate(results)
 
 
 def _check_models(strategy: str, pool: Dataset, models: Sequence[ForceField]) -> None:
@@ -153,9 +177,9 @@ def geometry_descriptors(data: Dataset) -> dict[tuple, tuple[np.ndarray, np.ndar
                                            for i in idx])) for key, idx in groups.items()}
 
 
-def model_descriptors(model: ForceField, data: Dataset, batch_size: int = 50
-                      ) -> dict[tuple, tuple[np.ndarray, np.ndarray]]:
-    """{(): (all indices, mean node features [len(data), C])}: one space for every molecule."""
+def model_descriptors(model: ForceField, data: Dataset, batch_size: int = 50) -> np.ndarray:
+    """Mean node features over each configuration's atoms [len(data), C]: one space for
+    every molecule."""
     model.eval()
     means = []
     for start in range(0, len(data), batch_size):
@@ -163,7 +187,7 @@ def model_descriptors(model: ForceField, data: Dataset, batch_size: int = 50
         features = model.node_features(batch).double().cpu()
         sums = torch.zeros(batch.num_graphs, features.shape[1], dtype=torch.float64).index_add(0, batch.batch.cpu(), features)
         means.append((sums / (batch.ptr[1:] - batch.ptr[:-1]).cpu()[:, None]).numpy())
-    return {(): (np.arange(len(data)), np.concatenate(means))}
+    return np.concatenate(means)
 
 
 def farthest_points(groups: dict, n: int, anchors: dict) -> list[tuple[int, float]]:

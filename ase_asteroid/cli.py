@@ -178,7 +178,7 @@ def select_command(args) -> str:
     pool = read(args.pool)
     labelled = sum((read(path) for path in args.labelled), Dataset([])) if args.labelled else None
     models = [load_checkpoint(path) for path in args.model]
-    selection = select(pool, args.n, args.strategy, labelled=labelled, models=models, seed=args.seed)
+    selection = select(pool, args.n, args.strategy, labelled=labelled, models=models, seed=args.seed, progress=True)
     out, index_file = write_selection(pool, selection, args.out, args.pool, args.overwrite)
     return (f"{args.strategy}: picked {len(selection.indices)} of {len(pool)} pool configurations "
             f"({len(selection.excluded)} already labelled) -> {out} (pool indices: {index_file}); "

@@ -169,3 +169,11 @@ def test_cli_loads_checkpoints_for_model_strategies(tmp_path, xtb_data, capsys):
         argv = ["select", pool, "--n", "5", "--strategy", strategy, "--out", str(out)]
         assert cli.main(argv + sum((["--model", m] for m in models), [])) == 0, capsys.readouterr().err
         assert len(json.loads((tmp_path / f"{strategy}.extxyz.json").read_text())["indices"]) == 5
+
+
+def test_scores_in_chunks_equal_scores_at_once(xtb_data):
+    from ase_asteroid.acquisition import _in_chunks, bias_scores, model_descriptors
+
+    model = tiny_model("egnn", xtb_data)
+    for function in (lambda data: bias_scores(model, data), lambda data: model_descriptors(model, data)):
+        assert np.allclose(_in_chunks(function, xtb_data, "test", False, size=7), function(xtb_data), atol=1e-10)
