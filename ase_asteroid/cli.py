@@ -151,6 +151,79 @@ def train_command(args) -> str:
     return "\n".join(lines)
 
 
+def _add_select_parser(commands) -> None:
+    from .acquisition import STRATEGIES
+
+    select = commands.add_parser("select", help="pick the configurations of a pool to label accurately next")
+    select.add_argument("pool", help="candidate configurations (extxyz, npz, db, ...; cheap labels for --strategy bias)")
+    select.add_argument("--n", type=int, required=True, help="how many to pick")
+    select.add_argument("--strategy", required=True, choices=STRATEGIES)
+    select.add_argument("--out", required=True, help="output extxyz of the picks (their pool indices go to OUT.json)")
+    select.add_argument("--labelled", action="append", default=[],
+                        help="configurations already labelled accurately (excluded; FPS starts from them); repeatable")
+    select.add_argument("--model", action="append", default=[],
+                        help="checkpoint: one for fps-model and bias (stage 1), two or more for committee")
+    select.add_argument("--seed", type=int, default=0, help="seed of --strategy random")
+    select.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    _add_unit_arguments(select)
+
+
+def select_command(args) -> str:
+    from .acquisition import select, write_selection
+    from .checkpoint import load_checkpoint
+    from .data import Dataset
+    from .data.readers import read_dataset
+
+    read = lambda path: read_dataset(path, energy_unit=args.energy_unit, force_unit=args.force_unit)
+    pool = read(args.pool)
+    labelled = sum((read(path) for path in args.labelled), Dataset([])) if args.labelled else None
+    models = [load_checkpoint(path) for path in args.model]
+    selection = select(pool, args.n, args.strategy, labelled=labelled, models=models, seed=args.seed, progress=True)
+    out, index_file = write_selection(pool, selection, args.out, args.pool, args.overwrite)
+    return (f"{args.strategy}: picked {len(selection.indices)} of {len(pool)} pool configurations "
+            f"({len(selection.excluded)} already labelled) -> {out} (pool indices: {index_file}); "
+            f"label them with: asteroid data label {out} --method METHOD --out LABELLED.extxyz")
+
+
+def _add_plan_parser(commands) -> None:
+    plan = commands.add_parser("plan", help="split a CPU-hour budget between accurate and cheap labels")
+    plan.add_argument("--budget-cpu-hours", type=float, required=True, help="CPU-hours for labels")
+    plan.add_argument("--cost", action="append", required=True,
+                      help="CPU-seconds per label: JSON {method: seconds} or a file written by asteroid data label; repeatable")
+    plan.add_argument("--curve", action="append", required=True,
+                      help="pilot rows, JSON list or JSONL of {accurate, cheap, method, force_mae...} "
+                           "(e.g. bench_results/md17_ccsd.jsonl); repeatable")
+    plan.add_argument("--accurate-method", required=True, help="the accurate labeller, e.g. 'pyscf:ccsd(t)/6-31g'")
+    plan.add_argument("--cheap-method", help="cheap labeller of rows that do not name one ('cheap_method')")
+    plan.add_argument("--molecule", help="use only rows (and per-molecule costs) of this molecule")
+    plan.add_argument("--where", action="append", default=[], metavar="KEY=VALUE",
+                      help="use only rows with this value of KEY, e.g. backend=mace or labels=new; repeatable")
+    plan.add_argument("--max-cheap", type=int, help="at most this many cheap labels (e.g. the pool size)")
+    plan.add_argument("--json", action="store_true")
+
+
+def plan_command(args) -> str:
+    from dataclasses import asdict
+
+    from .planning import ERROR_KEYS, error_key, fit_curves, format_plans, plan_budget, read_costs, read_rows
+
+    where = dict(item.partition("=")[::2] for item in args.where)
+    if any(not key or not value for key, value in where.items()):
+        raise ValueError(f"--where takes KEY=VALUE, got {args.where}")
+    rows = read_rows(args.curve, args.molecule, where)
+    curves, notes = fit_curves(rows, args.cheap_method)
+    if not curves:
+        raise ValueError("no learning curve could be fitted:\n  " + "\n  ".join(notes))
+    plans, more = plan_budget(curves, read_costs(args.cost, args.molecule), args.budget_cpu_hours,
+                              args.accurate_method, args.max_cheap)
+    if not plans:
+        raise ValueError("no plan fits the budget:\n  " + "\n  ".join(notes + more))
+    if args.json:
+        return json.dumps({"plans": [asdict(p) for p in plans], "curves": [asdict(c) for c in curves],
+                           "notes": notes + more}, indent=1)
+    return format_plans(plans, curves, ERROR_KEYS[error_key(rows)], args.budget_cpu_hours, notes + more)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="asteroid", description=(
         "Accurate machine-learning force fields from many cheap and a few accurate labels."))
@@ -170,6 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_quickstart_parser(commands)
     _add_evaluate_parser(commands)
     _add_train_parser(commands)
+    _add_select_parser(commands)
+    _add_plan_parser(commands)
     return parser
 
 
@@ -185,7 +260,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     run = {"quickstart": lambda: quickstart(args), "evaluate": lambda: evaluate_command(args),
-           "train": lambda: train_command(args)}.get(args.command) or {
+           "train": lambda: train_command(args), "select": lambda: select_command(args),
+           "plan": lambda: plan_command(args)}.get(args.command) or {
         "info": lambda: data_info(args.file, args.json, args.fidelity, args.labels, args.energy_unit,
                                   args.force_unit),
         "sample": lambda: data_sample(args), "label": lambda: data_label(args)}[args.data_command]
@@ -215,4 +291,6 @@ _AFTER_INTERRUPT = {
     "evaluate": "nothing was written",
     "quickstart": "the checkpoints of finished methods are kept in --out; running it again starts over",
     "info": "nothing was written",
+    "select": "the picks are written only at the end; run the command again (with --overwrite if --out exists)",
+    "plan": "nothing was written",
 }

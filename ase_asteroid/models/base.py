@@ -84,6 +84,11 @@ class ForceField(nn.Module):
         """Per-atom energy contributions ε [N] (dimensionless, multiplied by ``scale``)."""
         raise NotImplementedError
 
+    def invariant_features(self, batch: Batch, positions: torch.Tensor,
+                           species: torch.Tensor) -> torch.Tensor:
+        """Rotation-invariant per-atom features [N, C] that the readouts see (a descriptor)."""
+        raise NotImplementedError
+
     def readout_modules(self) -> list[nn.Module]:
         """The readout heads (per-atom energy from the final features)."""
         raise NotImplementedError
@@ -196,6 +201,13 @@ class ForceField(nn.Module):
 
         energy, forces = energy_and_forces(total_energy, batch.positions, compute_forces, create_graph)
         return {"energy": energy, "forces": forces}
+
+    def node_features(self, batch: Batch) -> torch.Tensor:
+        """The model's invariant per-atom features [N, C] for `batch` (no gradient, eval or
+        train mode as set): the descriptor space of model-based acquisition (acquisition.py)."""
+        batch = batch.to(self.atomic_energies.device, self.dtype)
+        with torch.no_grad():
+            return self.invariant_features(batch, batch.positions, self.species_indices(batch.numbers))
 
     def describe(self) -> dict:
         """Plain description: name and config as a dict."""

@@ -99,8 +99,9 @@ class EGNNForceField(ForceField):
     def _rescale_cutoff(self, cutoff_A: float) -> None:
         rescale_radial(self.radial, self.envelope, cutoff_A)
 
-    def node_energies(self, batch: Batch, positions: torch.Tensor,
-                      species: torch.Tensor) -> torch.Tensor:
+    def invariant_features(self, batch: Batch, positions: torch.Tensor,
+                           species: torch.Tensor) -> torch.Tensor:
+        """h [N, channels] after the last layer."""
         sender, receiver = batch.edge_index
         vectors = positions.index_select(0, receiver) - positions.index_select(0, sender) + batch.shifts
         lengths = vectors.norm(dim=-1, keepdim=True)
@@ -108,6 +109,11 @@ class EGNNForceField(ForceField):
         h = self.embedding(species)
         for layer in self.layers:
             h = layer(h, batch.edge_index, radial, envelope)
+        return h
+
+    def node_energies(self, batch: Batch, positions: torch.Tensor,
+                      species: torch.Tensor) -> torch.Tensor:
+        h = self.invariant_features(batch, positions, species)
         if self.config.num_heads == 1:
             return self.readout(h).squeeze(-1)
         per_head = torch.cat([readout(h) for readout in self.readout], dim=1)

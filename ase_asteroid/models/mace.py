@@ -102,6 +102,22 @@ class MACEForceField(ForceField):
 
     def node_energies(self, batch: Batch, positions: torch.Tensor,
                       species: torch.Tensor) -> torch.Tensor:
+        return self._run_mace(batch, positions, species)["node_energy"]
+
+    def invariant_features(self, batch: Batch, positions: torch.Tensor,
+                           species: torch.Tensor) -> torch.Tensor:
+        """The scalar (0e) channels of every interaction's output, concatenated [N, C]
+        (mace-torch's node_feats also hold the 1o, 2e, ... channels, which rotate)."""
+        features = self._run_mace(batch, positions, species)["node_feats"]
+        scalars, start = [], 0
+        for product in self.mace.products:
+            irreps = product.linear.irreps_out
+            scalars += [features[:, start + s.start:start + s.stop]
+                        for (_, ir), s in zip(irreps, irreps.slices()) if ir.l == 0]
+            start += irreps.dim
+        return torch.cat(scalars, dim=1)
+
+    def _run_mace(self, batch: Batch, positions: torch.Tensor, species: torch.Tensor) -> dict:
         data = {
             "positions": positions,
             "node_attrs": torch.nn.functional.one_hot(species, len(self.species)).to(positions.dtype),
@@ -114,4 +130,4 @@ class MACEForceField(ForceField):
         }
         if self.config.num_heads > 1:
             data["head"] = self.graph_heads(batch)
-        return self.mace(data, training=self.training, compute_force=False)["node_energy"]
+        return self.mace(data, training=self.training, compute_force=False)
