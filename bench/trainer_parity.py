@@ -41,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 from docs_section import report
+from mace_peer import e0s_argument, train_command
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "md17"
 ACCURATE = "ethanol_ccsd_t-train.npz"
@@ -79,23 +80,12 @@ def _read(work: Path, name: str):
     return read_dataset(work / f"{name}.extxyz")
 
 
-def _e0s(work: Path, name: str) -> str:
-    from ase_asteroid.data import fit_energy_references
-    references = next(iter(fit_energy_references(_read(work, name)).values()))
-    return json.dumps({int(z): e for z, e in references.items()}).replace('"', "")
-
-
 def _mace_run(work: Path, name: str, train: str, epochs: int, swa: bool, dtype: str,
               foundation: str | None = None) -> list:
     """One mace_run_train call; returns [(seconds since its start, validation force MAE eV/Å)]."""
-    command = ["mace_run_train", "--name", name, "--train_file", str(work / f"{train}.extxyz"),
-               "--valid_file", str(work / f"{'cheap_valid' if train == 'cheap_train' else 'valid'}.extxyz"),
-               "--E0s", _e0s(work, train), "--model", "MACE", "--hidden_irreps", "32x0e + 32x1o", "--r_max", "5.0",
-               "--max_ell", "3", "--correlation", "3", "--num_interactions", "2", "--batch_size", "10",
-               "--valid_batch_size", "50", "--max_num_epochs", str(epochs), "--device", "cpu",
-               "--default_dtype", dtype, "--energy_key", "REF_energy", "--forces_key", "REF_forces",
-               "--eval_interval", "1", "--seed", "0", "--work_dir", str(work / "peer"), "--lr", "0.01",
-               "--amsgrad", "--ema", "--ema_decay", "0.99"]
+    valid = work / f"{'cheap_valid' if train == 'cheap_train' else 'valid'}.extxyz"
+    command = train_command(name, work / f"{train}.extxyz", valid, e0s_argument(_read(work, train)), epochs, dtype,
+                            work / "peer")
     if swa:
         command += ["--swa", "--start_swa", str(epochs * 3 // 4)]
     if foundation:

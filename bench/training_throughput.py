@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 from docs_section import report
+from mace_peer import e0s_argument, train_command
 
 FILES = {"ethanol": "ethanol_ccsd_t-train.npz", "aspirin": "aspirin_ccsd-train.npz"}
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "md17"
@@ -48,16 +49,9 @@ def write_extxyz(molecule: str, folder: Path) -> tuple[Path, Path]:
 
 
 def run_mace(molecule: str, train: Path, valid: Path, epochs: int, dtype: str, folder: Path) -> float:
-    from ase_asteroid.data import fit_energy_references, read_dataset
-    e0s = fit_energy_references(read_dataset(DATA / FILES[molecule]).subset(range(250)))
-    e0s = {int(z): e for z, e in next(iter(e0s.values())).items()}
-    command = ["mace_run_train", "--name", "peer", "--train_file", str(train), "--valid_file", str(valid),
-               "--E0s", json.dumps(e0s).replace('"', ""), "--model", "MACE", "--hidden_irreps", "32x0e + 32x1o",
-               "--r_max", "5.0", "--max_ell", "3", "--correlation", "3", "--num_interactions", "2",
-               "--batch_size", "10", "--valid_batch_size", "50", "--max_num_epochs", str(epochs),
-               "--device", "cpu", "--default_dtype", dtype, "--energy_key", "REF_energy", "--forces_key",
-               "REF_forces", "--eval_interval", "1", "--seed", "0", "--work_dir", str(folder),
-               "--lr", "0.01", "--ema", "--ema_decay", "0.99"]
+    from ase_asteroid.data import read_dataset
+    e0s = e0s_argument(read_dataset(DATA / FILES[molecule]).subset(range(250)))
+    command = train_command("peer", train, valid, e0s, epochs, dtype, folder)
     start = time.perf_counter()
     subprocess.run(command, check=True, capture_output=True, cwd=folder)
     return time.perf_counter() - start
