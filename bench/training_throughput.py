@@ -14,7 +14,6 @@ Rounds alternate between the two trainers, so load from other jobs affects both 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import subprocess
