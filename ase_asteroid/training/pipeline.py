@@ -19,7 +19,7 @@ from ..data import Dataset, read_dataset
 from ..data.tools import split_indices
 from ..delta import subtract_baseline
 from ..refinement.prior import prior_labelled
-from ..refinement.radius import mean_spectrum
+from ..refinement.radius import training_spectra
 from ..models import ForceField
 from .config import DataSpec, TrainConfig
 from .loop import FitConfig, errors, fit
@@ -70,7 +70,7 @@ class _Stages:
             if model.extras.prior is not None and config.objective == "labels":  # joint training with the prior head
                 train = data + prior_labelled(data, model.extras.prior, self.prior_weight)
             model, record = fit(model, train, val, config, self.progress, state_path=state)
-            model.extras.graph_spectrum = {"cutoff_A": model.cutoff, "spectrum": mean_spectrum(data, model.cutoff)}
+            model.extras.graph_spectrum = training_spectra(data, model.cutoff)
             model.extras.history[-1].update(stage=name, parent=self.parent, seconds=round(time.perf_counter() - start, 1))
             _write_log(self.out / f"{name}_epochs", record["history"])
             save_checkpoint(model, path, data_hashes={name: data.content_hash()})
@@ -277,12 +277,18 @@ def _gamma_search(run: _Run, stages: list[Stage], start: ForceField | None) -> F
 
 
 def _prior(kind: str, species, data: Dataset):
-    """The LJ prior of a run: UFF parameters ("lj-uff"), or fitted to `data`'s forces ("lj")."""
-    from ..models.prior import LJPrior
-    prior = LJPrior(species)
-    if kind == "lj":
-        prior.fit(data)
-    return prior
+    """The prior of a run: LJ with UFF parameters ("lj-uff") or fitted to `data`'s forces
+    ("lj"), or a labelling method ("gfn2-xtb", "gaff2", ...), whose labeller is checked on
+    `data`'s first configuration now (a missing program or element fails before training)."""
+    from ..models.prior import LJPrior, MethodPrior
+    if kind in ("lj", "lj-uff"):
+        prior = LJPrior(species)
+        if kind == "lj":
+            prior.fit(data)
+        return prior
+    from ..labels import get_labeler
+    get_labeler(kind).prepare(data[0].to_atoms())
+    return MethodPrior(kind)
 
 
 def splits_from_config(config: TrainConfig) -> Splits:
