@@ -143,3 +143,10 @@ def test_refine_settings_round_trip_through_cli_and_calculator(xtb_joint):
     assert calculator.predictor.refine == from_cli
     assert (from_cli.radius, from_cli.ttt, from_cli.every) == (True, True, 5)
     assert (from_cli.settings.steps, from_cli.settings.lr, from_cli.settings.optimizer) == (7, 0.003, "sgd")
+
+
+def test_evaluate_reports_the_ttt_cost_with_its_labels(xtb_joint, capsys):
+    assert cli.main(["evaluate", str(xtb_joint), "--data", str(FIXTURES / "ethanol_gfn2-xtb.extxyz"),
+                     "--refine", "ttt", "--ttt-steps", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "ms per structure (gfn2-xtb labels:" in out
