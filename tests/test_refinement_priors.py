@@ -150,3 +150,12 @@ def test_evaluate_reports_the_ttt_cost_with_its_labels(xtb_joint, capsys):
                      "--refine", "ttt", "--ttt-steps", "2"]) == 0
     out = capsys.readouterr().out
     assert "ms per structure (gfn2-xtb labels:" in out
+
+
+def test_a_gaff2_prior_without_ambertools_is_a_clear_error_before_training(xtb_data, monkeypatch):
+    import ase_asteroid.labels.gaff2 as gaff2
+    from ase_asteroid.labels import LabelError
+    from ase_asteroid.training.pipeline import _prior
+    monkeypatch.setattr(gaff2.shutil, "which", lambda *a, **k: None)
+    with pytest.raises(LabelError, match="antechamber not found: GAFF2 needs AmberTools"):
+        _prior("gaff2", xtb_data.species, xtb_data)
