@@ -6,7 +6,6 @@ import hashlib
 import ase.io
 import numpy as np
 import pytest
-import yaml
 
 from ase_asteroid import AsteroidCalculator, cli, load_checkpoint, save_checkpoint
 from ase_asteroid.data import read_dataset
@@ -15,7 +14,7 @@ from ase_asteroid.refinement.prior import MethodPrior, prior_labelled
 from ase_asteroid.refinement.radius import choose_cutoff, training_spectra
 from ase_asteroid.refinement.refine import refine_model
 from ase_asteroid.refinement.settings import RefineSettings, TTTSettings
-from conftest import FIXTURES, tiny_model
+from conftest import FIXTURES, tiny_model, train_with_prior
 
 
 def _digest(path) -> str:
@@ -25,14 +24,8 @@ def _digest(path) -> str:
 @pytest.fixture(scope="module")
 def xtb_joint(tmp_path_factory):
     """A tiny EGNN trained jointly with a GFN2-xTB prior head (accurate: GFN2-xTB fixture)."""
-    folder = tmp_path_factory.mktemp("xtb_joint")
-    values = {"method": "standard", "prior": "gfn2-xtb", "prior_weight": 0.5,
-              "model": {"name": "egnn", "channels": 16, "num_layers": 2, "cutoff": 4.0},
-              "accurate": {"path": str(FIXTURES / "ethanol_gfn2-xtb.extxyz"), "train": 12, "val": 4},
-              "fit": {"epochs": 2, "batch_size": 4}, "out": str(folder / "out")}
-    (folder / "run.yaml").write_text(yaml.safe_dump(values))
-    assert cli.main(["train", "--config", str(folder / "run.yaml")]) == 0
-    return folder / "out" / "standard.ckpt"
+    return train_with_prior(tmp_path_factory.mktemp("xtb_joint"), "gfn2-xtb", train=12, val=4, epochs=2,
+                            batch_size=4)
 
 
 @pytest.mark.parametrize("method", ["gfn2-xtb", "gaff2"])
