@@ -152,3 +152,15 @@ def test_a_gaff2_prior_without_ambertools_is_a_clear_error_before_training(xtb_d
     monkeypatch.setattr(gaff2.shutil, "which", lambda *a, **k: None)
     with pytest.raises(LabelError, match="antechamber not found: GAFF2 needs AmberTools"):
         _prior("gaff2", xtb_data.species, xtb_data)
+
+
+def test_training_labels_each_geometry_once_with_a_method_prior(xtb_data, monkeypatch):
+    import ase_asteroid.refinement.prior as prior_module
+    counted, original = [], prior_module.method_labels
+    monkeypatch.setattr(prior_module, "method_labels", lambda configs, method: counted.append(len(configs))
+                        or original(configs, method))
+    cache = {}
+    first = prior_labelled(xtb_data[:3], MethodPrior("gfn2-xtb"), cache=cache)
+    again = prior_labelled(xtb_data[:4], MethodPrior("gfn2-xtb"), weight=0.5, cache=cache)
+    assert counted == [3, 1]
+    assert again[0].energy == first[0].energy and again[0].weight == 0.5 * xtb_data[0].weight

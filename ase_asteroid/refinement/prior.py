@@ -13,12 +13,16 @@ from ..models.prior import METHOD_PRIORS, PRIOR_FIDELITY, LJPrior, MethodPrior
 __all__ = ["METHOD_PRIORS", "PRIOR_FIDELITY", "LJPrior", "MethodPrior", "method_labels", "prior_labelled"]
 
 
-def prior_labelled(data, prior: LJPrior | MethodPrior, weight: float = 1.0, batch_size: int = 100) -> Dataset:
+def prior_labelled(data, prior: LJPrior | MethodPrior, weight: float = 1.0, batch_size: int = 100,
+                   cache: dict | None = None) -> Dataset:
     """Copies of the configurations labelled by the prior, with fidelity ``prior.fidelity``
-    and their loss weights times `weight`."""
+    and their loss weights times `weight`. A method prior's labels are looked up in, and
+    added to, `cache` if one is given (training's stages label the same geometries again)."""
     configs = list(data)
-    labels = method_labels(configs, prior.kind) if isinstance(prior, MethodPrior) else _lj_labels(
-        configs, prior, batch_size)
+    if isinstance(prior, MethodPrior):
+        labels = _cached(configs, prior.kind, {} if cache is None else cache)
+    else:
+        labels = _lj_labels(configs, prior, batch_size)
     out = [c.with_(energy=energy, forces=forces, fidelity=prior.fidelity, weight=c.weight * weight)
            for c, (energy, forces) in zip(configs, labels)]
     return Dataset(out, f"{getattr(data, 'source', '')} labelled by the {prior.kind} prior")
@@ -34,6 +38,14 @@ def _lj_labels(configs, prior: LJPrior, batch_size: int) -> list:
         labels += [(float(energy[g]), forces[int(batch.ptr[g]):int(batch.ptr[g + 1])].numpy().copy())
                    for g in range(len(chunk))]
     return labels
+
+
+def _cached(configs, method: str, cache: dict) -> list:
+    """method_labels of `configs`, computing only those whose (method, numbers, positions) `cache` lacks."""
+    keys = [(method, c.numbers.tobytes(), c.positions.tobytes()) for c in configs]
+    todo = [i for i, k in enumerate(keys) if k not in cache]
+    cache.update(zip([keys[i] for i in todo], method_labels([configs[i] for i in todo], method)))
+    return [cache[k] for k in keys]
 
 
 def method_labels(configs, method: str) -> list:

@@ -55,7 +55,7 @@ class _Stages:
 
     def __init__(self, out: Path, resume: bool, progress: bool, prior_weight: float = 0.1) -> None:
         self.out, self.resume, self.progress, self.prior_weight = out, resume, progress, prior_weight
-        self.parent, self.paths = None, {}
+        self.parent, self.paths, self.prior_labels = None, {}, {}  # prior_labels: a method prior's, by geometry
         out.mkdir(parents=True, exist_ok=True)
 
     def run(self, name: str, model: ForceField, data: Dataset, val: Dataset, config: FitConfig) -> ForceField:
@@ -68,7 +68,7 @@ class _Stages:
             start = time.perf_counter()
             train = data
             if model.extras.prior is not None and config.objective == "labels":  # joint training with the prior head
-                train = data + prior_labelled(data, model.extras.prior, self.prior_weight)
+                train = data + prior_labelled(data, model.extras.prior, self.prior_weight, cache=self.prior_labels)
             model, record = fit(model, train, val, config, self.progress, state_path=state)
             model.extras.graph_spectrum = training_spectra(data, model.cutoff)
             model.extras.history[-1].update(stage=name, parent=self.parent, seconds=round(time.perf_counter() - start, 1))
