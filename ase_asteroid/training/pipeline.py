@@ -188,7 +188,7 @@ class _Run:
     def fresh(self, start: Fresh, data: StageData) -> ForceField:
         cheap = [self.splits.cheap, *self.splits.more] if start.cheap_references and self.splits.cheap else None
         model = new_model(self.model_config, data.accurate, cheap, self.config.seed + start.seed_offset,
-                          self.config.torch_dtype, self.prior)
+                          self.config.torch_dtype, self.prior, self.stages.prior_labels)
         if data.baseline:
             model.extras.delta_baseline = data.baseline
         return model
