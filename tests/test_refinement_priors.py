@@ -164,3 +164,24 @@ def test_training_labels_each_geometry_once_with_a_method_prior(xtb_data, monkey
     again = prior_labelled(xtb_data[:4], MethodPrior("gfn2-xtb"), weight=0.5, cache=cache)
     assert counted == [3, 1]
     assert again[0].energy == first[0].energy and again[0].weight == 0.5 * xtb_data[0].weight
+
+
+def test_stability_sweep_adapts_every_k_steps_and_skips_diverged_structures(xtb_joint, tmp_path, monkeypatch):
+    from simulations import cli as md_cli
+    import ase_asteroid.predictor as predictor
+    data = str(FIXTURES / "ethanol_gfn2-xtb.extxyz")
+    calls, original = [], predictor.refine_model
+    monkeypatch.setattr(predictor, "refine_model", lambda model, structures, *a: calls.append(
+        len(structures)) or original(model, structures, *a))
+    digest = _digest(xtb_joint)
+    assert md_cli.main(["stability", str(xtb_joint), "--molecule", data, "--step-sizes-fs", "0.5", "--replicas", "2",
+                        "--time-ps", "0.004", "--refine", "ttt", "--ttt-steps", "2", "--ttt-every", "4",
+                        "--temperature-K", "300", "--out", str(tmp_path / "sweep")]) == 0
+    assert calls == [1, 2, 2]  # the start structure, then both replicas after 4 and 8 steps
+    assert _digest(xtb_joint) == digest
+    model = load_checkpoint(xtb_joint)
+    chosen = Predictor(model, refine=RefineSettings(ttt=True, settings=TTTSettings(steps=1), every=1))
+    numbers, start = read_dataset(data)[0].numbers, read_dataset(data)[0].positions
+    chosen.predict(numbers, start)
+    chosen.predict(numbers, np.stack([start, np.full_like(start, np.nan)]), check=False)
+    assert calls[-1] == 1  # the diverged (non-finite) structure is not adapted to
