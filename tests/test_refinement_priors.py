@@ -185,3 +185,15 @@ def test_stability_sweep_adapts_every_k_steps_and_skips_diverged_structures(xtb_
     chosen.predict(numbers, start)
     chosen.predict(numbers, np.stack([start, np.full_like(start, np.nan)]), check=False)
     assert calls[-1] == 1  # the diverged (non-finite) structure is not adapted to
+
+
+def test_a_sweep_stored_before_ttt_every_still_resumes(tmp_path, lj_data):
+    import json
+    from simulations.stability import SweepConfig, check_same_settings, sweep_settings
+    settings = sweep_settings({"m": "m.ckpt"}, lj_data[0].to_atoms(), SweepConfig())
+    del settings["config"]["ttt_every"]  # what an older sweep.json holds
+    (tmp_path / "sweep.json").write_text(json.dumps(settings))
+    check_same_settings(tmp_path / "sweep.json", sweep_settings({"m": "m.ckpt"}, lj_data[0].to_atoms(), SweepConfig()))
+    with pytest.raises(ValueError, match="ttt_every: 0 -> 5"):
+        check_same_settings(tmp_path / "sweep.json",
+                            sweep_settings({"m": "m.ckpt"}, lj_data[0].to_atoms(), SweepConfig(ttt_every=5)))
