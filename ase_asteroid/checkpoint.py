@@ -21,6 +21,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .models import DTYPES, ForceField, as_dtype, build_model, config_from_dict
+from .models.prior import METHOD_PRIORS
 
 FORMAT = "ase_asteroid.checkpoint"
 FORMAT_VERSION = 1
@@ -205,18 +206,37 @@ def _heads(value) -> None:
 
 
 def _prior(value) -> None:
-    if _typed(value, dict, "an object").get("kind") != "lj":
-        raise ValueError(f"kind must be 'lj', got {value.get('kind')!r}")
-    _atomic_numbers(value.get("species"))
+    kind = _typed(value, dict, "an object").get("kind")
+    if kind not in ("lj",) + METHOD_PRIORS:
+        raise ValueError(f"kind must be one of {('lj',) + METHOD_PRIORS}, got {kind!r}")
+    if kind == "lj":
+        _atomic_numbers(value.get("species"))
 
 
 def _spectrum(value) -> None:
-    _real(_typed(value, dict, "an object with cutoff_A and spectrum").get("cutoff_A"), 1e-3, 100.0)
-    spectrum = _typed(value.get("spectrum"), list, "an object whose spectrum is a list")
+    """Radius refinement's reference: {cutoff_A, spectra: {atom count: spectrum}, spread:
+    {atom count: distance}}, or (files written before per-size spectra) {cutoff_A, spectrum}."""
+    _real(_typed(value, dict, "an object with cutoff_A and spectra").get("cutoff_A"), 1e-3, 100.0)
+    if "spectra" not in value:
+        _eigenvalues(value.get("spectrum"))
+        return
+    spectra = _typed(value["spectra"], dict, "an object whose spectra are {atom count: list}")
+    spread = _typed(value.get("spread"), dict, "an object whose spread is {atom count: number}")
+    if len(spectra) > 10_000 or set(spread) != set(spectra):
+        raise ValueError("spectra and spread must have the same atom counts (at most 10000)")
+    for size, spectrum in spectra.items():
+        if not size.isdigit() or len(_eigenvalues(spectrum)) != int(size):
+            raise ValueError(f"spectra[{size!r}] must hold one eigenvalue per atom")
+        _real(spread[size], 0.0, 1e6)
+
+
+def _eigenvalues(spectrum) -> list:
+    spectrum = _typed(spectrum, list, "an object whose spectrum is a list")
     if len(spectrum) > 100_000:
         raise ValueError(f"spectrum has {len(spectrum)} values, more than any molecule's")
     for eigenvalue in spectrum:
         _real(eigenvalue, -1.0, 3.0)  # the normalised Laplacian's eigenvalues lie in [0, 2]
+    return spectrum
 
 
 def _units(value) -> None:

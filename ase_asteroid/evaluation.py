@@ -81,8 +81,10 @@ def format_evaluation(result: dict, as_json: bool = False) -> str:
                   if "cutoff_A" in refinement else "",
                   f"test-time training: prior loss {refinement['ttt_prior_loss_before']:.3g} -> "
                   f"{refinement['ttt_prior_loss_after']:.3g}" if "ttt_seconds" in refinement else ""]
+        labels = (f" ({refinement['ttt_prior']} labels: {refinement['ttt_label_seconds'] * 1e3:.1f} ms in all)"
+                  if "ttt_label_seconds" in refinement else "")
         lines.append(f"refined ({refinement['refine']}): " + "; ".join(c for c in chosen if c) +
-                     f"; {refinement['seconds_per_structure'] * 1e3:.1f} ms per structure")
+                     f"; {refinement['seconds_per_structure'] * 1e3:.1f} ms per structure{labels}")
     if result.get("delta_baseline"):
         lines.append(f"Δ-learning model: every prediction includes {result['delta_baseline']} computed at inference "
                      f"({result['baseline_seconds_per_structure'] * 1e3:.1f} ms per structure)")

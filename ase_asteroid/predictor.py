@@ -99,11 +99,14 @@ class Predictor:
 
     def current_model(self, numbers, positions: np.ndarray) -> ForceField:
         """The model to predict with now: the original, or the refined copy (refined for
-        these structures first if it is due)."""
+        these structures first if it is due; only the finite ones, since batched MD passes
+        a diverged run's NaNs through, and the refined copy stays if none is finite)."""
         if not self.refine.enabled:
             return self.model
-        if self._refined is None or (self.refine.every and self.calls % self.refine.every == 0):
-            self.refine_for([Atoms(numbers=numbers, positions=p) for p in positions])
+        if self._refined is None or (self.refine.every and self.calls and self.calls % self.refine.every == 0):
+            finite = [p for p in positions if np.isfinite(p).all()]
+            if finite or self._refined is None:
+                self.refine_for([Atoms(numbers=numbers, positions=p) for p in finite or positions])
         return self._refined
 
     def predict(self, numbers, positions, cell=None, pbc=(False, False, False),

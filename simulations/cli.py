@@ -38,6 +38,8 @@ def _common(parser) -> None:
                         help="largest interatomic distance may grow by this much (Å)")
     parser.add_argument("--max-temperature-factor", type=float, default=5.0)
     add_refine_arguments(parser)
+    parser.add_argument("--ttt-every", type=int, default=0,
+                        help="refine again every this many steps, on the current structures (0: once, at the start)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,8 +74,6 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--traj", help="trajectory file to write (ASE .traj)")
     run.add_argument("--traj-every", type=int, default=10)
     run.add_argument("--head", help="the fidelity (readout head) of a multi-head checkpoint (default: its first)")
-    run.add_argument("--ttt-every", type=int, default=0,
-                     help="refine again every this many steps (0: once, at the start)")
     return parser
 
 
@@ -90,7 +90,7 @@ def stability(args) -> str:
         raise ValueError("give at least one checkpoint or --calculator")
     config = SweepConfig(tuple(args.step_sizes_fs), args.replicas, args.time_ps, args.temperature_K,
                          args.friction_per_fs, args.seed, _criteria(args), save_trajectories=args.save_trajectories,
-                         refine=args.refine or "", ttt=ttt_settings(args), head=args.head)
+                         refine=args.refine or "", ttt=ttt_settings(args), head=args.head, ttt_every=args.ttt_every)
     molecule = read_molecule(args.molecule, args.frame)
     rows = run_sweep(sources, molecule, config, args.out, workers=args.workers, scheduler=args.scheduler,
                      resume=args.resume, overwrite=args.overwrite)

@@ -35,7 +35,8 @@ __all__ = ["REFERENCE_METHODS", "SWEEP_FILES", "SweepConfig", "run_sweep", "summ
 class SweepConfig:
     """step_sizes_fs (fs), replicas, time_ps (ps per run), temperature_K (K), friction_per_fs (1/fs);
     refine: test-time refinement of each checkpoint's model for the molecule, once per
-    sweep task before its runs start (ase_asteroid/refinement), with `ttt` settings;
+    sweep task before its runs start (ase_asteroid/refinement), with `ttt` settings, and
+    again every `ttt_every` batched steps (0: never) on the current structures of its runs;
     head: the fidelity/readout head every checkpoint predicts with (default its first)."""
 
     step_sizes_fs: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 3.0)
@@ -50,6 +51,7 @@ class SweepConfig:
     refine: str = ""
     ttt: TTTSettings = field(default_factory=TTTSettings)
     head: str | None = None
+    ttt_every: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "step_sizes_fs", tuple(float(s) for s in self.step_sizes_fs))
@@ -61,7 +63,11 @@ class SweepConfig:
         if not self.time_ps > 0:
             raise ValueError(f"time_ps must be positive, got {self.time_ps}")
         LangevinParameters(1.0, self.temperature_K, self.friction_per_fs)  # validates the rest
-        RefineSettings.parse(self.refine, self.ttt)
+        self.refine_settings()
+
+    def refine_settings(self) -> RefineSettings:
+        """The refinement of every checkpoint in the sweep (validated here)."""
+        return RefineSettings.parse(self.refine, self.ttt, self.ttt_every)
 
     def steps(self, step_size_fs: float) -> int:
         return max(1, int(round(self.time_ps * 1000.0 / step_size_fs)))
@@ -75,7 +81,7 @@ def predictor(source: str, molecule: Atoms, config: SweepConfig):
     `molecule` before any run: clear errors for an element it never saw, a head it lacks,
     or a refinement it cannot do."""
     chosen = predictor_for(source, None if source in REFERENCE_METHODS else config.head,
-                           "" if source in REFERENCE_METHODS else RefineSettings.parse(config.refine, config.ttt))
+                           "" if source in REFERENCE_METHODS else config.refine_settings())
     try:
         chosen.check_molecule(molecule)
     except ValueError as error:
@@ -126,8 +132,10 @@ def check_same_settings(path: Path, settings: dict) -> None:
     """ValueError naming every setting of the stored sweep at `path` that differs (a model
     may be added to a sweep; an existing model name must keep its checkpoint)."""
     stored = json.loads(path.read_text())
-    differences = [f"{key}: {stored['config'].get(key)!r} -> {value!r}"
-                   for key, value in settings["config"].items() if stored["config"].get(key) != value]
+    defaults = json.loads(json.dumps(asdict(SweepConfig())))  # for a setting added since the sweep ran
+    config = {key: stored["config"].get(key, defaults.get(key)) for key in settings["config"]}
+    differences = [f"{key}: {config[key]!r} -> {value!r}" for key, value in settings["config"].items()
+                   if config[key] != value]
     differences += [f"model {name}: {stored['models'][name]!r} -> {source!r}"
                     for name, source in settings["models"].items() if stored["models"].get(name, source) != source]
     if stored["molecule"] != settings["molecule"]:

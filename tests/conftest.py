@@ -57,3 +57,17 @@ def thermalize(atoms, temperature_K: float, seed: int) -> None:
 
     set_momenta = getattr(vd, "thermalize_momenta", None) or vd.MaxwellBoltzmannDistribution
     set_momenta(atoms, temperature_K=temperature_K, rng=np.random.default_rng(seed))
+
+
+def train_with_prior(folder: Path, prior: str, train: int, val: int, epochs: int, batch_size: int) -> Path:
+    """The checkpoint of a tiny EGNN trained (`asteroid train`) jointly with a `prior` head
+    (weight 0.5) on the GFN2-xTB ethanol fixture."""
+    import yaml
+    from ase_asteroid import cli
+    values = {"method": "standard", "prior": prior, "prior_weight": 0.5,
+              "model": {"name": "egnn", "channels": 16, "num_layers": 2, "cutoff": 4.0},
+              "accurate": {"path": str(FIXTURES / "ethanol_gfn2-xtb.extxyz"), "train": train, "val": val},
+              "fit": {"epochs": epochs, "batch_size": batch_size}, "out": str(folder / "out")}
+    (folder / "run.yaml").write_text(yaml.safe_dump(values))
+    assert cli.main(["train", "--config", str(folder / "run.yaml")]) == 0
+    return folder / "out" / "standard.ckpt"

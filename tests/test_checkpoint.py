@@ -190,6 +190,11 @@ HOSTILE_METADATA = [
     (_set("prior", {"kind": "lj", "species": [0]}), "'prior'"),
     (_set("graph_spectrum", {"cutoff_A": 4.0, "spectrum": "x"}), "'graph_spectrum'"),
     (_set("graph_spectrum", {"cutoff_A": 4.0, "spectrum": [NAN]}), "'graph_spectrum'"),
+    (_set("graph_spectrum", {"cutoff_A": 4.0, "spectra": {"3": [0.5]}, "spread": {"3": 0.0}}), "'graph_spectrum'"),
+    (_set("graph_spectrum", {"cutoff_A": 4.0, "spectra": {"1": [NAN]}, "spread": {"1": 0.0}}), "'graph_spectrum'"),
+    (_set("graph_spectrum", {"cutoff_A": 4.0, "spectra": {"1": [0.0]}, "spread": {}}), "'graph_spectrum'"),
+    (_set("graph_spectrum", {"cutoff_A": 4.0, "spectra": {"x": []}, "spread": {"x": 0.0}}), "'graph_spectrum'"),
+    (_set("prior", {"kind": "gfn3-xtb"}), "'prior'"),
     (_set("versions", []), "'versions'"),
 ]
 

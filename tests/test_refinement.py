@@ -5,7 +5,6 @@ import hashlib
 import numpy as np
 import pytest
 import torch
-import yaml
 
 from ase_asteroid import AsteroidCalculator, cli, load_checkpoint
 from ase_asteroid.data import read_dataset
@@ -15,20 +14,13 @@ from ase_asteroid.refinement.prior import PRIOR_FIDELITY, LJPrior, prior_labelle
 from ase_asteroid.refinement.radius import choose_cutoff, laplacian_spectrum
 from ase_asteroid.refinement.refine import refine_model
 from ase_asteroid.refinement.ttt import TTTSettings, adapt_to_structures
-from conftest import FIXTURES
+from conftest import FIXTURES, train_with_prior
 
 
 @pytest.fixture(scope="module")
 def joint(tmp_path_factory):
     """A tiny EGNN trained jointly with a fitted LJ prior head (accurate: GFN2-xTB fixture)."""
-    folder = tmp_path_factory.mktemp("joint")
-    values = {"method": "standard", "prior": "lj", "prior_weight": 0.5,
-              "model": {"name": "egnn", "channels": 16, "num_layers": 2, "cutoff": 4.0},
-              "accurate": {"path": str(FIXTURES / "ethanol_gfn2-xtb.extxyz"), "train": 25, "val": 10},
-              "fit": {"epochs": 3, "batch_size": 5}, "out": str(folder / "out")}
-    (folder / "run.yaml").write_text(yaml.safe_dump(values))
-    assert cli.main(["train", "--config", str(folder / "run.yaml")]) == 0
-    return folder / "out" / "standard.ckpt"
+    return train_with_prior(tmp_path_factory.mktemp("joint"), "lj", train=25, val=10, epochs=3, batch_size=5)
 
 
 def test_lj_prior_matches_the_uff_labeller_and_its_forces_are_the_gradient(xtb_data):

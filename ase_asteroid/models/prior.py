@@ -7,6 +7,10 @@ r⁰ (Å, the minimum) and D (eV, the well depth) start from UFF and can be fitt
 dataset's forces. Energies and forces are analytic. Its labels cost microseconds, which
 is what test-time training needs; it is one of the model's extras (models/extras.py),
 stored in the checkpoint.
+
+A quantum-chemical or force-field prior (:class:`MethodPrior`: ``gfn2-xtb``, ``gfn1-xtb``,
+``gaff2``) is a labeller's name instead: its labels come from the same labeller code as
+``asteroid data label`` (refinement/prior.py), so it has no tensors of its own.
 """
 
 from __future__ import annotations
@@ -24,9 +28,16 @@ from ..lj import UFF, pair_terms, uff_pair_parameters
 
 PRIOR_FIDELITY = "lj-prior"
 
+#: Labelling methods (ase_asteroid.labels) that can serve as a prior head's labels.
+METHOD_PRIORS = ("gfn2-xtb", "gfn1-xtb", "gaff2")
+#: Every `prior:` of a training config: LJ fitted to the data, LJ with UFF's parameters, or a method.
+PRIOR_KINDS = ("lj", "lj-uff") + METHOD_PRIORS
+
 
 class LJPrior(nn.Module):
     """Per-element-pair Lennard-Jones energy [B] (eV) and forces [N, 3] (eV/Å) of a batch."""
+
+    kind, fidelity = "lj", PRIOR_FIDELITY
 
     def __init__(self, species) -> None:
         super().__init__()
@@ -45,6 +56,10 @@ class LJPrior(nn.Module):
         lookup = torch.full((119,), -1, dtype=torch.long)
         lookup[list(self.species)] = torch.arange(len(self.species))
         self.register_buffer("lookup", lookup, persistent=False)
+
+    def metadata(self) -> dict:
+        """What the checkpoint stores besides the tensors (see :func:`prior_from_metadata`)."""
+        return {"kind": self.kind, "species": list(self.species)}
 
     def parameters_by_pair(self) -> dict[str, dict[str, float]]:
         """{"C-H": {"r_min_A": ..., "depth_eV": ...}, ...}."""
@@ -109,6 +124,36 @@ class LJPrior(nn.Module):
             if per_graph:
                 result[kind], present[kind] = torch.stack(per_graph).median(), True
         return result, present
+
+
+class MethodPrior(nn.Module):
+    """A prior whose labels come from a labelling method (`method`, one of METHOD_PRIORS)
+    computed for the structures at hand (refinement/prior.py); its head serves fidelity
+    ``"{method}-prior"``. A module without tensors, so the model's extras hold it like the LJ prior."""
+
+    def __init__(self, method: str) -> None:
+        super().__init__()
+        if method not in METHOD_PRIORS:
+            raise ValueError(f"prior method must be one of {METHOD_PRIORS}, got {method!r}")
+        self.kind = method
+
+    @property
+    def fidelity(self) -> str:
+        return f"{self.kind}-prior"
+
+    def metadata(self) -> dict:
+        return {"kind": self.kind}
+
+
+def prior_from_metadata(meta: dict) -> LJPrior | MethodPrior:
+    """An empty prior of the kind :meth:`LJPrior.metadata` / :meth:`MethodPrior.metadata`
+    wrote (an LJ prior's tensors come with the model's state)."""
+    kind = meta.get("kind")
+    if kind == "lj":
+        return LJPrior(meta["species"])
+    if kind in METHOD_PRIORS:
+        return MethodPrior(kind)
+    raise ValueError(f"unknown prior kind {kind!r} (this version knows 'lj' and {', '.join(METHOD_PRIORS)})")
 
 
 def _intramolecular_pairs(batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:

@@ -10,7 +10,7 @@ _DEFAULTS = TTTSettings()
 def add_refine_arguments(parser) -> None:
     """--refine and the test-time-training options (defaults from TTTSettings)."""
     parser.add_argument("--refine", choices=CHOICES, help="test-time refinement of a copy of the model "
-                        "(radius: cutoff by graph spectrum; ttt: training on the LJ prior head)")
+                        "(radius: cutoff by graph spectrum; ttt: training on the prior head)")
     parser.add_argument("--ttt-steps", type=int, default=_DEFAULTS.steps, help="test-time training steps")
     parser.add_argument("--ttt-lr", type=float, default=_DEFAULTS.lr, help="test-time training learning rate")
     parser.add_argument("--ttt-optimizer", choices=["adam", "sgd"], default=_DEFAULTS.optimizer)

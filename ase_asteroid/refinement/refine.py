@@ -20,14 +20,15 @@ def check_refinable(model, refine: RefineSettings | str | None) -> None:
                          "(train it with this version of ase_asteroid)")
     if refine.ttt and model.extras.prior is None:
         raise ValueError("test-time training needs a model trained jointly with a prior head "
-                         "(train with `prior: lj`); this one has none")
+                         "(train with `prior: gfn2-xtb`, `gaff2` or `lj`); this one has none")
 
 
 def refine_model(model, structures, refine: RefineSettings | str | None,
                  settings: TTTSettings | None = None) -> tuple[object, dict]:
     """(refined copy or `model` itself, report) for `structures` (Configurations or ASE Atoms).
     `refine` is a RefineSettings or its name ("radius", "ttt", "radius+ttt"); `settings`
-    overrides its TTT settings."""
+    overrides its TTT settings. The report's seconds_per_structure is the whole cost,
+    the prior's labels included."""
     refine = RefineSettings.parse(refine, settings)
     check_refinable(model, refine)
     report = {"refine": refine.name}

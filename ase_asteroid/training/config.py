@@ -15,6 +15,7 @@ import yaml
 from .. import units
 from ..models import BACKENDS, DTYPES, EGNNConfig, MACEConfig, config_class
 from ..models.config import check_types
+from ..models.prior import PRIOR_KINDS
 from .loop import FitConfig
 from .recipes import recipe
 
@@ -115,10 +116,12 @@ class TrainConfig:
     multi_head: one backbone, one readout head per fidelity (accurate, cheap, and each of
     more_cheap: further data specs of other fidelities), trained jointly; head_loss_weights
     {fidelity: weight} scale each head's loss terms; accurate_repeats repeats the accurate
-    configurations in every epoch (the sampling ratio); prior: "lj" (a Lennard-Jones prior
-    fitted to the cheap data, or the accurate if there is none) or "lj-uff" (UFF parameters)
-    trained jointly on an auxiliary head in every stage, its loss terms weighted by
-    prior_weight; it enables test-time training (refinement/ttt.py).
+    configurations in every epoch (the sampling ratio); prior: a cheap method trained
+    jointly on an auxiliary head in every stage, its loss terms weighted by prior_weight:
+    "gfn2-xtb", "gfn1-xtb" or "gaff2" (that labeller's labels, as `asteroid data label`
+    computes them), "lj" (a Lennard-Jones prior fitted to the cheap data, or the accurate if
+    there is none) or "lj-uff" (UFF parameters); it enables test-time training
+    (refinement/ttt.py), which computes the same labels for the structures at hand.
     fit / pretrain_fit: FitConfig keys that override the model's named recipe
     (training/recipes.py) for the accurate-data stages (from scratch, fine-tuning) and the
     pre-training stages; empty = the recipe as it is."""
@@ -166,8 +169,8 @@ class TrainConfig:
         if (self.method == "delta") != bool(self.delta_baseline):
             raise ValueError("delta_baseline: the delta method needs it (a labelling method such as gfn2-xtb), "
                              "and only the delta method uses it")
-        if self.prior not in ("", "lj", "lj-uff"):
-            raise ValueError(f"prior: must be lj or lj-uff (or empty), got {self.prior!r}")
+        if self.prior and self.prior not in PRIOR_KINDS:
+            raise ValueError(f"prior: must be one of {', '.join(PRIOR_KINDS)} (or empty), got {self.prior!r}")
         if not self.prior_weight > 0:
             raise ValueError(f"prior_weight: must be positive, got {self.prior_weight}")
         if self.accurate_repeats < 1:

@@ -19,7 +19,7 @@ from ..data import Dataset, read_dataset
 from ..data.tools import split_indices
 from ..delta import subtract_baseline
 from ..refinement.prior import prior_labelled
-from ..refinement.radius import mean_spectrum
+from ..refinement.radius import training_spectra
 from ..models import ForceField
 from .config import DataSpec, TrainConfig
 from .loop import FitConfig, errors, fit
@@ -55,7 +55,7 @@ class _Stages:
 
     def __init__(self, out: Path, resume: bool, progress: bool, prior_weight: float = 0.1) -> None:
         self.out, self.resume, self.progress, self.prior_weight = out, resume, progress, prior_weight
-        self.parent, self.paths = None, {}
+        self.parent, self.paths, self.prior_labels = None, {}, {}  # prior_labels: a method prior's, by geometry
         out.mkdir(parents=True, exist_ok=True)
 
     def run(self, name: str, model: ForceField, data: Dataset, val: Dataset, config: FitConfig) -> ForceField:
@@ -68,9 +68,9 @@ class _Stages:
             start = time.perf_counter()
             train = data
             if model.extras.prior is not None and config.objective == "labels":  # joint training with the prior head
-                train = data + prior_labelled(data, model.extras.prior, self.prior_weight)
+                train = data + prior_labelled(data, model.extras.prior, self.prior_weight, cache=self.prior_labels)
             model, record = fit(model, train, val, config, self.progress, state_path=state)
-            model.extras.graph_spectrum = {"cutoff_A": model.cutoff, "spectrum": mean_spectrum(data, model.cutoff)}
+            model.extras.graph_spectrum = training_spectra(data, model.cutoff)
             model.extras.history[-1].update(stage=name, parent=self.parent, seconds=round(time.perf_counter() - start, 1))
             _write_log(self.out / f"{name}_epochs", record["history"])
             save_checkpoint(model, path, data_hashes={name: data.content_hash()})
@@ -188,7 +188,7 @@ class _Run:
     def fresh(self, start: Fresh, data: StageData) -> ForceField:
         cheap = [self.splits.cheap, *self.splits.more] if start.cheap_references and self.splits.cheap else None
         model = new_model(self.model_config, data.accurate, cheap, self.config.seed + start.seed_offset,
-                          self.config.torch_dtype, self.prior)
+                          self.config.torch_dtype, self.prior, self.stages.prior_labels)
         if data.baseline:
             model.extras.delta_baseline = data.baseline
         return model
@@ -277,12 +277,18 @@ def _gamma_search(run: _Run, stages: list[Stage], start: ForceField | None) -> F
 
 
 def _prior(kind: str, species, data: Dataset):
-    """The LJ prior of a run: UFF parameters ("lj-uff"), or fitted to `data`'s forces ("lj")."""
-    from ..models.prior import LJPrior
-    prior = LJPrior(species)
-    if kind == "lj":
-        prior.fit(data)
-    return prior
+    """The prior of a run: LJ with UFF parameters ("lj-uff") or fitted to `data`'s forces
+    ("lj"), or a labelling method ("gfn2-xtb", "gaff2", ...), whose labeller is checked on
+    `data`'s first configuration now (a missing program or element fails before training)."""
+    from ..models.prior import LJPrior, MethodPrior
+    if kind in ("lj", "lj-uff"):
+        prior = LJPrior(species)
+        if kind == "lj":
+            prior.fit(data)
+        return prior
+    from ..labels import get_labeler
+    get_labeler(kind).prepare(data[0].to_atoms())
+    return MethodPrior(kind)
 
 
 def splits_from_config(config: TrainConfig) -> Splits:

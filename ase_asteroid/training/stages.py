@@ -25,20 +25,22 @@ from ..models import ForceField, build_model, predict_in_batches
 
 
 def new_model(config, accurate: Dataset, cheap: Dataset | list[Dataset] | None = None, seed: int = 0,
-              dtype: torch.dtype = torch.float32, prior=None) -> ForceField:
+              dtype: torch.dtype = torch.float32, prior=None, prior_labels: dict | None = None) -> ForceField:
     """A fresh model with reference energies for the accurate fidelity (first) and the cheap
     one(s), in that order (with one head per fidelity, head i serves fidelity i). With a
-    `prior` (refinement.LJPrior), the model carries a copy and its last head and reference
-    row serve the prior's labels."""
+    `prior` (models.prior: LJPrior or MethodPrior), the model carries a copy and its last
+    head and reference row serve the prior's labels (fidelity ``prior.fidelity``; a method
+    prior's labels are cached in `prior_labels`, see refinement.prior.prior_labelled)."""
     model = build_model(config, seed=seed, dtype=dtype)
     references = fit_energy_references(accurate)
     for data in ([cheap] if isinstance(cheap, Dataset) else cheap or []):
         references.update({f: r for f, r in fit_energy_references(data).items() if f not in references})
     heads = None
     if prior is not None:
-        from ..refinement.prior import PRIOR_FIDELITY, prior_labelled
+        from ..refinement.prior import prior_labelled
         n, num_heads = len(references), config.num_heads
-        references[PRIOR_FIDELITY] = fit_energy_references(prior_labelled(accurate, prior))[PRIOR_FIDELITY]
+        references[prior.fidelity] = fit_energy_references(
+            prior_labelled(accurate, prior, cache=prior_labels))[prior.fidelity]
         heads = (list(range(n)) if num_heads == n + 1 else [0] * n) + [num_heads - 1]
         model.extras.prior = copy.deepcopy(prior).to(dtype)
     model.set_normalization(references, scale=force_rms(accurate), heads=heads)
