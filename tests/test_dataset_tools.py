@@ -74,9 +74,12 @@ def test_matching_pairs_name_the_partner_and_the_true_bias_survives_the_frame(xt
     spec.loader.exec_module(label_bias)
     from ase_asteroid.testing import random_rotation
     rotation = random_rotation(np.random.default_rng(1))
-    partners = Dataset([xtb_data[i].with_(positions=xtb_data[i].positions @ rotation.T - 3.0,
-                                          forces=xtb_data[i].forces @ rotation.T + 0.25) for i in (7, 4)])
-    assert matching_pairs(xtb_data, partners) == [(4, 1), (7, 0)]
+    other = xtb_data[0].with_(numbers=xtb_data[0].numbers[::-1])  # another atom order: another group
+    partners = Dataset([other] + [xtb_data[i].with_(positions=xtb_data[i].positions @ rotation.T - 3.0,
+                                                    forces=xtb_data[i].forces @ rotation.T + 0.25) for i in (7, 4)])
+    assert matching_pairs(xtb_data, partners) == [(4, 2), (7, 1)]  # indices into `partners`, not into a group
+    mirrored = xtb_data[7].positions * [-1.0, 1.0, 1.0]
+    assert np.isclose(np.linalg.det(label_bias.superimposing_rotation(xtb_data[7].positions, mirrored)), 1.0)
     for i, j in matching_pairs(xtb_data, partners):
         r = label_bias.superimposing_rotation(xtb_data[i].positions, partners[j].positions)
         assert np.isclose(np.linalg.det(r), 1.0) and np.allclose(r, rotation.T, atol=1e-8)
