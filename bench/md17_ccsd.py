@@ -129,6 +129,7 @@ def run_one(spec: dict, data: dict, args) -> list[dict]:
         method = "multi_head"
     config = TrainConfig(method=method, accurate=DataSpec(ACCURATE[spec["molecule"]]), model=model,
                          dtype=dtype, cheap=DataSpec("rMD17") if n else None, gamma_eV_per_A=list(args.gammas),
+                         gamma_iqr_fractions=list(args.gamma_iqr_fractions),
                          temperature_K=SM_TEMPERATURE_K, fit=fit, pretrain_fit=pretrain, out=str(out), seed=seed,
                          accurate_repeats=4 if method == "multi_head" else 1)
     train = data["train250"] if spec["accurate"] == 250 else data["train200"]
@@ -164,10 +165,10 @@ def planned(args) -> list[dict]:
     runs = []
     for molecule, backend, seed in itertools.product(args.molecules, args.backends, args.seeds):
         common = {"molecule": molecule, "backend": backend, "seed": seed}
-        runs.append({**common, "method": "standard", "cheap": 0, "accurate": 250, "labels": "-"})
         for method, labels in itertools.product(args.methods, [label_set(x, args.corrupt) for x in args.labels]):
             sizes = [max(args.cheap_sizes)] if method == "score_matching" else args.cheap_sizes
             runs += [{**common, "method": method, "cheap": n, "accurate": 200, "labels": labels} for n in sizes]
+        runs.append({**common, "method": "standard", "cheap": 0, "accurate": 250, "labels": "-"})  # the baseline last
     return runs
 
 
@@ -194,10 +195,16 @@ def mean_over_seeds(rows: list[dict]) -> list[dict]:
     return merged
 
 
+def _grid(args) -> str:
+    if args.gamma_iqr_fractions:
+        return f"{list(args.gamma_iqr_fractions)} × the interquartile range of B"
+    return f"{list(args.gammas)} eV/Å"
+
+
 def table(rows: list[dict], args) -> str:
     lines = [f"Force MAE on the test set, kcal/mol/Å (meV/Å); energy MAE meV. Accurate stages {args.epochs} epochs, "
              f"pre-training {args.pretrain_visits} configuration visits (epochs = visits / N), the models' default "
-             f"recipes (docs/training.md){' with ' + str(args.fit) if args.fit else ''}, float32, γ grid {list(args.gammas)} eV/Å (chosen by validation after "
+             f"recipes (docs/training.md){' with ' + str(args.fit) if args.fit else ''}, float32, γ grid {_grid(args)} (chosen by validation after "
              f"fine-tuning). Models: {', '.join(f'{k} {v[0]}' for k, v in MODELS.items())}. Wall time on this "
              "2-core machine, one thread per run.", "",
              "Cheap labels: new = rMD17 PBE/def2-SVP, old = the original MD17 PBE+vdW-TS. With several seeds "
@@ -234,6 +241,8 @@ def main(argv=None) -> int:
                         help="multi_head: CCSD + DFT heads; multi_head3: + a head for the other rMD17 label set (other geometries)")
     parser.add_argument("--cheap-sizes", nargs="+", type=int, default=[1000, 2000, 4000])
     parser.add_argument("--gammas", nargs="+", type=float, default=[0.05], help="γ grid, eV/Å")
+    parser.add_argument("--gamma-iqr-fractions", nargs="+", type=float, default=[],
+                        help="instead of --gammas: γ grid as fractions of the interquartile range of B")
     parser.add_argument("--epochs", type=int, default=200, help="epochs of each accurate-data stage")
     parser.add_argument("--pretrain-visits", type=int, default=40000,
                         help="configurations seen in pre-training (epochs = this / N)")

@@ -306,6 +306,21 @@ def test_gamma_grid_is_chosen_by_validation_after_fine_tuning(tmp_path):
     assert (tmp_path / "out" / "pretrained_gamma0.2_epochs.json").exists()
 
 
+def test_gamma_grid_from_fractions_of_the_bias_spread(tmp_path):
+    from ase_asteroid.training.pipeline import run_training, splits_from_config
+    from ase_asteroid.training.stages import force_bias
+    config = load_config(small(tmp_path, "asteroid", gamma_iqr_fractions=[0.5, 2]))
+    run_training(config, progress=False)
+    search = json.loads((tmp_path / "out" / "gamma_search.json").read_text())
+    stage_one = load_checkpoint(tmp_path / "out" / "bias_identification.ckpt")
+    q1, q3 = np.percentile(force_bias(stage_one, splits_from_config(config).cheap), [25, 75])
+    assert q3 - q1 > 0 and search["gamma_iqr_fractions"] == [0.5, 2]
+    assert sorted(map(float, search["val_force_mae_eV_per_A"])) == pytest.approx([0.5 * (q3 - q1), 2 * (q3 - q1)],
+                                                                                  rel=1e-3)
+    with pytest.raises(ValueError, match="gamma_iqr_fractions"):
+        load_config(small(tmp_path, "asteroid", gamma_iqr_fractions=[-1]))
+
+
 def test_equal_cost_limits_the_cheap_labels(tmp_path):
     from ase_asteroid.training.pipeline import splits_from_config
     config = load_config(small(tmp_path, "asteroid", cost_ratio=2, accurate_budget=23))

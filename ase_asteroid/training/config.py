@@ -108,6 +108,8 @@ class TrainConfig:
     EGNNConfig, or a mapping of its fields with ``name``, parsed by model_settings; species and
     num_heads come from the data: model_for); dtype;
     gamma_eV_per_A: one γ or a list searched by validation error after fine-tuning;
+    gamma_iqr_fractions: instead, a γ grid placed on the spread of B: each fraction times the
+    interquartile range of B over the cheap set (known after stage 1; recorded in eV/Å);
     temperature_K: sampling temperature of the cheap geometries (score_matching, which
     ignores their labels); cost_ratio + accurate_budget: equal-cost comparison, at most
     (accurate_budget - accurate.train) x cost_ratio cheap configurations are used;
@@ -133,6 +135,7 @@ class TrainConfig:
     cheap: DataSpec | None = None
     test: str | None = None
     gamma_eV_per_A: float | list = 0.05
+    gamma_iqr_fractions: list = field(default_factory=list)
     temperature_K: float = 0.0
     cost_ratio: float = 0.0
     accurate_budget: int = 0
@@ -161,6 +164,8 @@ class TrainConfig:
             raise ValueError(f"method {self.method!r} needs a 'cheap' data section")
         if not self.gammas or not all(isinstance(g, (int, float)) and g > 0 for g in self.gammas):
             raise ValueError(f"gamma_eV_per_A: must be a positive number or a list of them, got {self.gamma_eV_per_A}")
+        if not all(isinstance(f, (int, float)) and f > 0 for f in self.gamma_iqr_fractions):
+            raise ValueError(f"gamma_iqr_fractions: must be positive numbers, got {self.gamma_iqr_fractions}")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype: must be one of {sorted(DTYPES)}, got {self.dtype!r}")
         if self.method == "score_matching" and not self.temperature_K > 0:

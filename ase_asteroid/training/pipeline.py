@@ -193,6 +193,14 @@ class _Run:
             model.extras.delta_baseline = data.baseline
         return model
 
+    def gammas(self) -> tuple[float, ...]:
+        """The γ grid, eV/Å: the config's, or its fractions of B's interquartile range."""
+        fractions = self.config.gamma_iqr_fractions
+        if not fractions:
+            return self.config.gammas
+        q1, q3 = np.percentile(self.bias(), [25, 75])
+        return tuple(float(f"{f * (q3 - q1):.4g}") for f in fractions)
+
     def bias(self) -> np.ndarray:
         """B(x) of every cheap configuration, from the bias-identification stage's model."""
         if self._bias is None:
@@ -261,7 +269,7 @@ def _gamma_search(run: _Run, stages: list[Stage], start: ForceField | None) -> F
     `start`; returns the model with the lowest validation force MAE after the last stage,
     records the choice in ``gamma_search.json`` and files its checkpoint under the last
     stage's plain name."""
-    gammas, candidates = run.config.gammas, []
+    gammas, candidates = run.gammas(), []
     for gamma in gammas:
         suffix = f"_gamma{gamma:g}" if len(gammas) > 1 else ""
         model = start
@@ -271,7 +279,8 @@ def _gamma_search(run: _Run, stages: list[Stage], start: ForceField | None) -> F
     best = min(candidates, key=lambda c: c[0])
     (Path(run.config.out) / "gamma_search.json").write_text(json.dumps(
         {"chosen_gamma_eV_per_A": best[1], "val_force_mae_eV_per_A": {f"{g:g}": e for e, g, _, _ in candidates},
-         "bias_quartiles_eV_per_A": np.percentile(run.bias(), [25, 50, 75]).tolist()}, indent=1))
+         "bias_quartiles_eV_per_A": np.percentile(run.bias(), [25, 50, 75]).tolist(),
+         "gamma_iqr_fractions": list(run.config.gamma_iqr_fractions)}, indent=1))
     run.stages.paths[stages[-1].name] = run.stages.paths[best[3]]
     return best[2]
 
