@@ -35,10 +35,9 @@ import torch
 from tqdm import tqdm
 
 from .data import Dataset
-from .data.dataset import element_symbol
 from .data.tools import matching_pairs
 from .graph import batch_configurations
-from .models import ForceField
+from .models import ForceField, check_species
 
 STRATEGIES = ("random", "fps-geometry", "fps-model", "bias", "committee")
 
@@ -127,10 +126,7 @@ def _check_models(strategy: str, pool: Dataset, models: Sequence[ForceField]) ->
         wanted = "no model" if high == 0 else "one model" if high == 1 else f"at least {low} models"
         raise ValueError(f"strategy {strategy!r} takes {wanted} (--model), got {len(models)}")
     for k, model in enumerate(models):
-        missing = sorted(set(pool.species) - set(model.species))
-        if missing:
-            raise ValueError(f"model {k + 1} was trained on {', '.join(map(element_symbol, model.species))} "
-                             f"only; the pool also has {', '.join(map(element_symbol, missing))}")
+        check_species(pool.species, model.species, f"model {k + 1}", "in the pool")
     if strategy == "bias" and any(c.forces is None for c in pool):
         unlabelled = sum(c.forces is None for c in pool)
         raise ValueError(f"strategy 'bias' compares the model with the pool's cheap force labels, but "

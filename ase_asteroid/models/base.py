@@ -25,17 +25,22 @@ from ..graph import Batch, batch_configurations
 from .extras import ModelExtras
 
 
-def check_species(numbers, species: Sequence[int]) -> None:
-    """ValueError naming the atoms whose element is not among `species` (the elements a
-    model was trained on): the one check of unknown elements, for every way a model runs."""
+def check_species(numbers, species: Sequence[int], model: str = "this model", where: str = "") -> None:
+    """ValueError naming the atoms whose element is not among `species` (the elements
+    `model` was trained on): the one check of unknown elements, for every way a model runs.
+    `numbers` are one structure's atoms, named by index; with `where` (e.g. "in the pool")
+    they are the elements of a collection, named once each."""
     numbers = np.asarray(numbers).reshape(-1)
     unknown = np.flatnonzero(~np.isin(numbers, list(species)))
     if not len(unknown):
         return
-    listed = ", ".join(f"{element_symbol(int(numbers[i]))} (atom {i})" for i in unknown[:10])
-    more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
+    if where:
+        listed = ", ".join(element_symbol(z) for z in sorted(set(numbers[unknown].tolist()))) + f" ({where})"
+    else:
+        listed = ", ".join(f"{element_symbol(int(numbers[i]))} (atom {i})" for i in unknown[:10])
+        listed += f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
     known = ", ".join(element_symbol(z) for z in sorted(species))
-    raise ValueError(f"this model was never trained on {listed}{more}; it knows {known}")
+    raise ValueError(f"{model} was never trained on {listed}; it knows {known}")
 
 
 def energy_and_forces(energy_fn: Callable[[torch.Tensor], torch.Tensor], positions: torch.Tensor,
