@@ -18,6 +18,8 @@ from ..training.config import TrainConfig, config_from_values, read_yaml
 
 #: training keys the campaign sets itself (the data and where the checkpoints go).
 SET_BY_CAMPAIGN = ("accurate", "cheap", "test", "out", "more_cheap")
+#: training keys the stage-1 models of the acquisition rounds share with the final training.
+STAGE_ONE_KEYS = ("model", "fit", "dtype")
 
 
 @dataclass(frozen=True)
@@ -169,16 +171,23 @@ class CampaignConfig:
         given = sorted(set(SET_BY_CAMPAIGN) & set(self.training))
         if given:
             raise ValueError(f"training.{given[0]}: set by the campaign (its own labels and folder); remove it")
-        self.train_config("standard", ".")  # the stage-1 config
+        self.stage_one_config(".")
         self.train_config(self.training.get("method", ""), ".")  # the final one; errors name the key
         if self.cheap.method == self.accurate.method:
             raise ValueError(f"cheap.method and accurate.method are both {self.cheap.method!r}: a campaign needs two "
                              "levels of theory")
 
-    def train_config(self, method: str, out, seed_offset: int = 0) -> TrainConfig:
-        """The TrainConfig of the `training` section with `method` (stage 1: standard) into
+    def stage_one_config(self, out, seed_offset: int = 0) -> TrainConfig:
+        """The stage-1 models' TrainConfig: method standard with the `training` section's
+        STAGE_ONE_KEYS (model, fit, dtype) into `out`, seed + `seed_offset`."""
+        return self.train_config("standard", out, seed_offset, {k: self.training[k] for k in STAGE_ONE_KEYS
+                                                                 if k in self.training})
+
+    def train_config(self, method: str, out, seed_offset: int = 0, training: dict | None = None) -> TrainConfig:
+        """The TrainConfig of the `training` section (or of `training`) with `method` into
         `out`; its data are given to run_stages directly, so `accurate` only names the labels."""
-        values = {**self.training, "method": method, "out": str(out), "seed": self.seed + seed_offset,
+        training = self.training if training is None else training
+        values = {**training, "method": method, "out": str(out), "seed": self.seed + seed_offset,
                   "accurate": {"path": "accurate labels of the campaign"}}
         if method != "standard":
             values["cheap"] = {"path": "cheap labels of the campaign"}
@@ -245,7 +254,7 @@ def step_settings(config: CampaignConfig) -> dict:
     """{step: the config values its outputs depend on}, as JSON values (a later step's
     outputs also depend on the earlier steps', which are checked first)."""
     plain = asdict(config)
-    stage_one = {key: config.training.get(key) for key in ("model", "fit", "dtype")}
+    stage_one = {key: config.training.get(key) for key in STAGE_ONE_KEYS}
     return {"sample": {"molecule": plain["molecule"], "sampling": plain["sampling"], "seed": config.seed},
             "cheap labels": {"cheap.method": config.cheap.method},
             "seed set": {"accurate": plain["accurate"], "seed": config.seed},

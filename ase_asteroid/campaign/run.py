@@ -64,9 +64,9 @@ def label(c: Campaign, structures: Path, method: str, out: Path) -> str:
     return report.summary().splitlines()[0]
 
 
-def pick_and_label(c: Campaign, r: int) -> str:
-    """Round r's picks (random for the seed round, the strategy with round r-1's models after),
-    written once, then labelled accurately."""
+def pick_and_label(c: Campaign, r: int, models: list = ()) -> str:
+    """Round r's picks (random for the seed round, then the strategy with `models`, round
+    r-1's stage-1 models), written once, then labelled accurately."""
     from ..acquisition import select, write_selection
 
     if not c.picks(r).exists():
@@ -75,7 +75,7 @@ def pick_and_label(c: Campaign, r: int) -> str:
             accurate = c.config.accurate
             selection = select(pool, accurate.val + accurate.test + accurate.seed, "random", seed=c.config.seed)
         else:
-            models = stage_one(c, r - 1) if spec.strategy not in ("random", "fps-geometry") else []
+            models = list(models) if spec.strategy in ("fps-model", "bias", "committee") else []
             selection = select(pool, spec.per_round, spec.strategy, labelled=c.picked_so_far(r - 1), models=models,
                                seed=c.config.seed + r, progress=c.progress)
         write_selection(pool, selection, c.picks(r), str(c.cheap_path), overwrite=True)
@@ -92,7 +92,7 @@ def stage_one(c: Campaign, r: int) -> list:
     count, models, checkpoint = c.config.acquisition.models_per_round, [], None
     for k in range(count):
         out = c.round_dir(r) / "model" / (f"member{k}" if count > 1 else "")
-        model, paths = run_stages(c.config.train_config("standard", out, seed_offset=k), Splits(train, val),
+        model, paths = run_stages(c.config.stage_one_config(out, seed_offset=k), Splits(train, val),
                                   c.progress, resume=True)
         models.append(model)
         checkpoint = checkpoint or str(paths["standard"])
@@ -105,8 +105,9 @@ def stage_one(c: Campaign, r: int) -> list:
 def acquisition(c: Campaign) -> str:
     rounds = c.config.acquisition.rounds
     for r in range(1, rounds + 1):
+        models = stage_one(c, r - 1)  # the learning curve's point r - 1; loaded if trained before
         if not labels_complete(c.picks(r), c.labels(r)):
-            pick_and_label(c, r)
+            pick_and_label(c, r, models)
     stage_one(c, rounds)
     last = json.loads(c.errors_path(rounds).read_text())
     return (f"{rounds} round(s) of {c.config.acquisition.strategy}; stage 1 on {last['accurate']} accurate labels: "
