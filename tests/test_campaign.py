@@ -150,3 +150,15 @@ def test_changed_config_of_a_finished_step_is_refused(finished, monkeypatch, cap
     assert "step 'acquisition' (acquisition.per_round: 3 -> 4)" in error
     assert "step 'stability' (stability.replicas: 2 -> 3)" in error and "another 'out' folder" in error
     assert calls == [] and {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == before
+
+
+def test_methanol_example_config_is_valid():
+    """The README's example: methanol from SMILES, GFN2-xTB cheap, MP2/6-31G* accurate, an EGNN."""
+    from pathlib import Path
+
+    config = load_campaign(Path(__file__).resolve().parents[1] / "examples" / "campaign_methanol.yaml")
+    assert (config.molecule.smiles, config.cheap.method, config.accurate.method) == ("CO", "gfn2-xtb",
+                                                                                     "pyscf:mp2/6-31g*")
+    accurate = config.accurate.seed + config.accurate.val + config.accurate.test
+    assert accurate + config.acquisition.rounds * config.acquisition.per_round == 270
+    assert config.train_config(config.training["method"], "x").model.name == "egnn"
