@@ -121,12 +121,12 @@ def test_interrupted_accurate_labelling_resumes_without_relabelling(tmp_path, mo
 
 @pytest.mark.parametrize("change, message", [
     ({"sampling": {"method": "normal-modes", "temprature_K": 300}},
-     r"campaign.yaml: sampling.temprature_K: unknown key; known: \['calculator', 'every'"),
-    ({"acqusition": {}}, r"campaign.yaml: acqusition: unknown key; known: \['accurate', 'acquisition'"),
-    ({"acquisition": {"strategy": "greedy"}}, r"campaign.yaml: acquisition.strategy: must be one of random"),
-    ({"accurate": {"method": "pyscf:mp3/sto-3g", "seed": 2.5}}, r"campaign.yaml: accurate.seed must be an integer"),
-    ({"cheap": {"method": "xtb"}}, r"campaign.yaml: cheap.method: unknown labelling method 'xtb'"),
-    ({"stability": {"step_sizes_fs": [1, -2]}}, r"campaign.yaml: stability.step_sizes_fs: must be a list of positive"),
+     r"campaign.yaml: sampling: unknown key\(s\) \['temprature_K'\]; known: \['calculator', 'every'"),
+    ({"acqusition": {}}, r"campaign.yaml: unknown key\(s\) \['acqusition'\]; known: \['accurate', 'acquisition'"),
+    ({"acquisition": {"strategy": "greedy"}}, r"campaign.yaml: acquisition: strategy: must be one of random"),
+    ({"accurate": {"method": "pyscf:mp3/sto-3g", "seed": 2.5}}, r"campaign.yaml: accurate: seed must be an integer"),
+    ({"cheap": {"method": "xtb"}}, r"campaign.yaml: cheap: method: unknown labelling method 'xtb'"),
+    ({"stability": {"step_sizes_fs": [1, -2]}}, r"campaign.yaml: stability: step_sizes_fs: must be a list of positive"),
     ({"training": {"method": "asteroid", "fit": {"epochz": 2}}},
      r"campaign.yaml: training: fit: unknown key\(s\) \['epochz'\]"),
     ({"training": {"method": "asteroid", "out": "x"}}, r"campaign.yaml: training.out: set by the campaign"),

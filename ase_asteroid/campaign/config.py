@@ -1,20 +1,21 @@
 """``asteroid campaign`` configuration: a YAML file of plain values in sections, each a frozen
-dataclass validated with errors that name the file and the key (``campaign.yaml:
-sampling.temprature_K: unknown key; known: [...]``) before any work starts. The
+dataclass validated with errors that name the file, the section and the key (``campaign.yaml:
+sampling: unknown key(s) ['temprature_K']; known: [...]``) before any work starts. The
 ``training`` section holds the keys of an ``asteroid train`` YAML (method, model, fit, ...)
 except the data and the output folder, which the campaign sets; it is validated by the
 training config itself. ``molecule.xyz`` is relative to the YAML file."""
 
 from __future__ import annotations
 
-import re
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from ..acquisition import STRATEGIES
 from ..labels import get_labeler
 from ..labels.files import SAMPLERS
 from ..models.config import check_types
-from ..training.config import TrainConfig, config_from_values, read_yaml
+from ..predictor import REFERENCE_METHODS
+from ..training.config import TrainConfig, build_section, config_from_values, read_yaml
 
 #: training keys the campaign sets itself (the data and where the checkpoints go).
 SET_BY_CAMPAIGN = ("accurate", "cheap", "test", "out", "more_cheap")
@@ -52,11 +53,8 @@ class SamplingSpec:
 
     def __post_init__(self) -> None:
         check_types(self)
-        if self.method not in SAMPLERS:
-            raise ValueError(f"method: must be one of {', '.join(SAMPLERS)}, got {self.method!r}")
-        for name in ("n", "temperature_K", "every", "timestep_fs"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name}: must be positive, got {getattr(self, name)}")
+        _one_of(self.method, SAMPLERS, "method")
+        _at_least(self, {"n": 1, "every": 1}, positive=("temperature_K", "timestep_fs"))
         _labeler(self.calculator, "calculator")
 
 
@@ -71,8 +69,7 @@ class CheapSpec:
     def __post_init__(self) -> None:
         check_types(self)
         _labeler(self.method, "method")
-        if self.val < 1:
-            raise ValueError(f"val: must be at least 1, got {self.val}")
+        _at_least(self, {"val": 1})
 
 
 @dataclass(frozen=True)
@@ -89,9 +86,7 @@ class AccurateSpec:
     def __post_init__(self) -> None:
         check_types(self)
         _labeler(self.method, "method")
-        for name in ("seed", "val", "test"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}: must be at least 1, got {getattr(self, name)}")
+        _at_least(self, {"seed": 1, "val": 1, "test": 1})
 
 
 @dataclass(frozen=True)
@@ -106,15 +101,9 @@ class AcquisitionSpec:
     committee_size: int = 3
 
     def __post_init__(self) -> None:
-        from ..acquisition import STRATEGIES
-
         check_types(self)
-        if self.strategy not in STRATEGIES:
-            raise ValueError(f"strategy: must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
-        if self.per_round < 1 or self.rounds < 0:
-            raise ValueError(f"per_round must be at least 1 and rounds at least 0, got {self.per_round}, {self.rounds}")
-        if self.committee_size < 2:
-            raise ValueError(f"committee_size: must be at least 2, got {self.committee_size}")
+        _one_of(self.strategy, STRATEGIES, "strategy")
+        _at_least(self, {"per_round": 1, "rounds": 0, "committee_size": 2})
 
     @property
     def models_per_round(self) -> int:
@@ -134,18 +123,13 @@ class StabilitySpec:
     temperature_K: float = 500.0
 
     def __post_init__(self) -> None:
-        from ..predictor import REFERENCE_METHODS
-
         check_types(self)
-        if self.reference not in REFERENCE_METHODS:
-            raise ValueError(f"reference: must be one of {', '.join(REFERENCE_METHODS)}, got {self.reference!r}")
+        _one_of(self.reference, REFERENCE_METHODS, "reference")
         if not isinstance(self.step_sizes_fs, (list, tuple)) or not self.step_sizes_fs or not all(
                 isinstance(s, (int, float)) and not isinstance(s, bool) and s > 0 for s in self.step_sizes_fs):
             raise ValueError(f"step_sizes_fs: must be a list of positive numbers (fs), got {self.step_sizes_fs!r}")
         object.__setattr__(self, "step_sizes_fs", [float(s) for s in self.step_sizes_fs])
-        if self.replicas < 1 or not self.time_ps > 0 or not self.temperature_K > 0:
-            raise ValueError(f"replicas must be at least 1, time_ps and temperature_K positive, got "
-                             f"{self.replicas}, {self.time_ps}, {self.temperature_K}")
+        _at_least(self, {"replicas": 1}, positive=("time_ps", "temperature_K"))
 
 
 @dataclass(frozen=True)
@@ -196,6 +180,22 @@ class CampaignConfig:
         return config_from_values(values, where="training")
 
 
+def _at_least(spec, minimums: dict[str, int], positive: tuple[str, ...] = ()) -> None:
+    """ValueError naming the first field of `spec` below its minimum, or not positive."""
+    for name, low in minimums.items():
+        if getattr(spec, name) < low:
+            raise ValueError(f"{name}: must be at least {low}, got {getattr(spec, name)}")
+    for name in positive:
+        if not getattr(spec, name) > 0:
+            raise ValueError(f"{name}: must be positive, got {getattr(spec, name)}")
+
+
+def _one_of(value: str, choices, key: str) -> None:
+    """ValueError naming `key` when `value` is not one of `choices`."""
+    if value not in choices:
+        raise ValueError(f"{key}: must be one of {', '.join(choices)}, got {value!r}")
+
+
 def _labeler(method: str, key: str) -> None:
     """ValueError naming `key` for a labelling method get_labeler does not know."""
     try:
@@ -208,38 +208,18 @@ SECTIONS = {"molecule": MoleculeSpec, "sampling": SamplingSpec, "cheap": CheapSp
             "acquisition": AcquisitionSpec, "stability": StabilitySpec}
 
 
-def _section(cls, values, where: str):
-    """`cls` from a YAML mapping; ValueError beginning with `where` and naming the key."""
-    if not isinstance(values, dict):
-        raise ValueError(f"{where}: expected a mapping of keys to values, got {values!r}")
-    known = sorted(f.name for f in fields(cls))
-    for key in sorted(set(values) - set(known)):
-        raise ValueError(f"{where}.{key}: unknown key; known: {known}")
-    try:
-        return cls(**values)
-    except (TypeError, ValueError) as error:
-        message = str(error)
-        key = next((k for k in known if re.match(rf"{k}[:\[ ]", message)), None)
-        raise ValueError(f"{where}{'.' if key else ': '}{message}") from None
-
-
 def campaign_from_values(values, folder: Path = Path("."), where: str = "campaign") -> CampaignConfig:
     """The CampaignConfig of a campaign YAML's plain values; `molecule.xyz` becomes relative
-    to `folder`; every error begins with `where` (the file) and names the key."""
+    to `folder`; every error begins with `where` (the file) and names the section and key."""
     if not isinstance(values, dict):
         raise ValueError(f"{where}: expected a mapping at the top level")
-    known = sorted(f.name for f in fields(CampaignConfig))
-    for key in sorted(set(values) - set(known)):
-        raise ValueError(f"{where}: {key}: unknown key; known: {known}")
     if "molecule" not in values:
         raise ValueError(f"{where}: molecule: missing (smiles: ... or xyz: ...)")
-    sections = {key: _section(cls, values[key], f"{where}: {key}") for key, cls in SECTIONS.items() if key in values}
+    sections = {key: build_section(cls, values[key], f"{where}: {key}") for key, cls in SECTIONS.items()
+                if key in values}
     if sections["molecule"].xyz and not Path(sections["molecule"].xyz).is_absolute():
         sections["molecule"] = replace(sections["molecule"], xyz=str(folder / sections["molecule"].xyz))
-    try:
-        return CampaignConfig(**{**values, **sections})
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"{where}: {error}") from None
+    return build_section(CampaignConfig, {**values, **sections}, where)
 
 
 def load_campaign(path) -> CampaignConfig:

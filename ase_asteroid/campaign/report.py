@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..figures import parity_axes, pyplot, save_figure
 from ..labels.runner import read_done
 from .steps import Campaign, failed_indices
 
@@ -62,18 +63,9 @@ def format_curve_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
-
-
 def plot_learning_curve(rows: list[dict], path: Path) -> None:
     """Test force MAE (meV/Å) against accurate labels: stage 1 per round, the final model apart."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+    fig, ax = pyplot().subplots(figsize=(5, 3.5))
     stage_one, final = rows[:-1], rows[-1]
     ax.plot([r["accurate"] for r in stage_one], [r["test"]["force_mae_meV_per_A"] for r in stage_one], "o-",
             label="stage 1 (accurate labels only)")
@@ -84,9 +76,7 @@ def plot_learning_curve(rows: list[dict], path: Path) -> None:
     ax.set_xlabel("accurate training labels")
     ax.set_ylabel("test force MAE (meV/Å)")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_parity(checkpoint: str, test, path: Path, accurate_method: str) -> None:
@@ -97,17 +87,10 @@ def plot_parity(checkpoint: str, test, path: Path, accurate_method: str) -> None
     for chunk, _, forces in Predictor.from_checkpoint(checkpoint).predict_configurations(list(test)):
         predicted += [f.ravel() for f in forces]
         reference += [c.forces.ravel() for c in chunk]
-    predicted, reference = np.concatenate(predicted), np.concatenate(reference)
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(4, 4))
-    ax.plot(reference, predicted, ".", markersize=3, alpha=0.6)
-    ax.plot([reference.min(), reference.max()], [reference.min(), reference.max()], "k-", linewidth=0.8)
-    ax.set_title(f"test: MAE {1000 * np.mean(np.abs(predicted - reference)):.1f} meV/Å")
-    ax.set_xlabel(f"{accurate_method} force component (eV/Å)")
-    ax.set_ylabel("final model (eV/Å)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    fig, ax = pyplot().subplots(figsize=(4, 4))
+    parity_axes(ax, np.concatenate(reference), np.concatenate(predicted), "test",
+                f"{accurate_method} force component (eV/Å)", "final model (eV/Å)")
+    save_figure(fig, path)
 
 
 def _header(c: Campaign) -> list[str]:
