@@ -69,7 +69,7 @@ def pick_and_label(c: Campaign, r: int, models: list = ()) -> str:
     r-1's stage-1 models), written once, then labelled accurately."""
     from ..acquisition import select, write_selection
 
-    if not c.picks(r).exists():
+    if not c.picks_index(r).exists():  # written after the picks: both are complete
         spec, pool = c.config.acquisition, c.pool()
         if r == 0:
             accurate = c.config.accurate

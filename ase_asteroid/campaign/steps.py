@@ -69,6 +69,10 @@ class Campaign:
     def picks(self, r: int) -> Path:
         return self.round_dir(r) / "picks.extxyz"
 
+    def picks_index(self, r: int) -> Path:
+        """The pool indices of round r's picks (``asteroid select``'s OUT.json, written last)."""
+        return self.round_dir(r) / "picks.extxyz.json"
+
     def labels(self, r: int) -> Path:
         return self.round_dir(r) / "labels.extxyz"
 
@@ -103,7 +107,7 @@ class Campaign:
     def holdout_pool_indices(self) -> list[int]:
         """Pool indices of the validation and test picks (never trained on, even as cheap data)."""
         spec = self.config.accurate
-        return json.loads(self.picks(0).with_name("picks.extxyz.json").read_text())["indices"][:spec.val + spec.test]
+        return json.loads(self.picks_index(0).read_text())["indices"][:spec.val + spec.test]
 
     def picked_so_far(self, last_round: int) -> Dataset:
         """Every configuration picked in rounds 0..last_round (labelled or not): never picked again."""
