@@ -162,3 +162,29 @@ def test_methanol_example_config_is_valid():
     accurate = config.accurate.seed + config.accurate.val + config.accurate.test
     assert accurate + config.acquisition.rounds * config.acquisition.per_round == 270
     assert config.train_config(config.training["method"], "x").model.name == "egnn"
+
+
+def test_molecule_file_is_relative_to_the_config_and_molecule_is_required(tmp_path):
+    from ase_asteroid.campaign import campaign_from_values
+
+    config = campaign_from_values({"molecule": {"xyz": "water.xyz"}}, tmp_path, "c.yaml")
+    assert config.molecule.xyz == str(tmp_path / "water.xyz")
+    with pytest.raises(ValueError, match=r"c.yaml: molecule: missing"):
+        campaign_from_values({"out": "x"}, tmp_path, "c.yaml")
+
+
+def test_workers_and_scheduler_reach_the_labelling(monkeypatch, tmp_path):
+    """--workers / --scheduler go from the command line to every label run of the campaign."""
+    from ase_asteroid.campaign import run as campaign_run
+    from ase_asteroid.campaign.steps import Campaign
+
+    seen = {}
+    monkeypatch.setattr("ase_asteroid.campaign.run_campaign", lambda config, **options: seen.update(options) or "r.md")
+    assert cli.main(["campaign", "--config", write_config(tmp_path, tiny_values(tmp_path / "out")),
+                     "--scheduler", "tcp://host:8786"]) == 0
+    assert seen["scheduler"] == "tcp://host:8786" and seen["workers"] == 1
+    monkeypatch.setattr(campaign_run, "label_file", lambda *args, **options: seen.update(options) or 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        campaign_run.label(Campaign(load_campaign(tmp_path / "campaign.yaml"), workers=3), tmp_path / "a", "lj",
+                           tmp_path / "b")
+    assert seen["workers"] == 3 and seen["mode"] == "append"
