@@ -64,15 +64,18 @@ def format_curve_table(rows: list[dict]) -> str:
 
 
 def plot_learning_curve(rows: list[dict], path: Path) -> None:
-    """Test force MAE (meV/Å) against accurate labels: stage 1 per round, the final model apart."""
+    """Test force MAE (meV/Å, linear) against accurate labels (log): stage 1 per round, the
+    final model apart."""
     fig, ax = pyplot().subplots(figsize=(5, 3.5))
     stage_one, final = rows[:-1], rows[-1]
     ax.plot([r["accurate"] for r in stage_one], [r["test"]["force_mae_meV_per_A"] for r in stage_one], "o-",
             label="stage 1 (accurate labels only)")
     ax.plot([final["accurate"]], [final["test"]["force_mae_meV_per_A"]], "*", markersize=12,
             label=f"{final['model']} + {final['cheap']} cheap")
+    counts = sorted({r["accurate"] for r in rows})
     ax.set_xscale("log")
-    ax.set_yscale("log")
+    ax.set_xticks(counts, [str(n) for n in counts])  # the label counts themselves, not powers of ten
+    ax.minorticks_off()
     ax.set_xlabel("accurate training labels")
     ax.set_ylabel("test force MAE (meV/Å)")
     ax.legend(fontsize=8)
