@@ -79,6 +79,7 @@ def test_tiny_campaign_writes_the_report(finished):
     labels = {m[0]: int(m[2]) for m in re.findall(r"\| (pool \(cheap\)|seed set[^|]*|round \d \(bias\)) \| "
                                                   r"([^|]+) \| (\d+) \|", report)}
     assert list(labels.values()) == [40, 16, 3, 3]
+    assert re.search(r"one accurate label cost as much as [\d.e+]+ cheap ones", report)
     curve = re.findall(r"\| stage 1, round (\d) \| (\d+) \| 0 \|", report)
     assert curve == [("0", "6"), ("1", "9"), ("2", "12")]               # seed set, then 3 more per round
     assert re.search(r"\| final \(asteroid\) \| 12 \| 25 \|", report)   # 40 - 10 held out - 5 cheap val

@@ -41,6 +41,17 @@ def format_label_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def cost_ratio_line(rows: list[dict]) -> str:
+    """How many cheap labels one accurate label costs (mean CPU-seconds per label)."""
+    cheap = rows[0]["cpu_s_per_label"]
+    labels = sum(r["labels"] for r in rows[1:])
+    accurate = sum(3600.0 * r["cpu_h"] for r in rows[1:]) / labels if labels else float("nan")
+    if not (np.isfinite(cheap) and np.isfinite(accurate) and cheap > 0):
+        return "CPU s per label: the mean of the labeller's CPU time per configuration (`label_cpu_s`)."
+    return (f"CPU s per label: the mean of the labeller's CPU time per configuration (`label_cpu_s`); one "
+            f"accurate label cost as much as {accurate / cheap:.3g} cheap ones.")
+
+
 def curve_rows(c: Campaign) -> list[dict]:
     """The learning curve: each round's stage-1 errors, then the final model's."""
     rows = []
@@ -109,14 +120,13 @@ def _header(c: Campaign) -> list[str]:
 
 def write_report(c: Campaign) -> str:
     """report.md, learning_curve.png and parity.png in the campaign folder; returns the report's path."""
-    curve = curve_rows(c)
+    curve, labels = curve_rows(c), label_rows(c)
     plot_learning_curve(curve, c.folder / "learning_curve.png")
     final = c.final_result()
     plot_parity(final["checkpoint"], c.seed_part("test"), c.folder / "parity.png", c.config.accurate.method)
     stability = (c.stability_dir / "summary.md").read_text().strip()
     lines = _header(c) + [
-        "## Labels", "", format_label_table(label_rows(c)), "",
-        "CPU s per label: the mean of the labeller's CPU time per configuration (`label_cpu_s`).", "",
+        "## Labels", "", format_label_table(labels), "", cost_ratio_line(labels), "",
         "## Learning curve", "", format_curve_table(curve), "",
         f"Stage 1 of round R: a model trained from scratch on the accurate labels of rounds 0..R; it picked round "
         f"R + 1. Test: the {c.config.accurate.test} random test configurations of the seed set.", "",
