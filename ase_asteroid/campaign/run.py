@@ -5,13 +5,15 @@ a rerun whose config changes a step that has run is refused, naming what changed
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Callable
 
 from ..labels.files import label_file, sample_to_file
 from .config import CampaignConfig, step_settings
-from .steps import FINAL_MODEL, Campaign, labels_complete, write_json
+from .steps import Campaign, labels_complete, write_json
 
 STATE_FILE = "campaign.json"
 
@@ -147,17 +149,26 @@ def final_training(c: Campaign) -> str:
 
 
 def stability(c: Campaign) -> str:
-    """The final model and the reference method in a small Langevin sweep (simulations/)."""
-    # The one import of simulations/ from ase_asteroid: the campaign runs the package's MD check.
-    from simulations.stability import SweepConfig, run_sweep, write_outputs
+    """The final model beside the reference method in a small Langevin sweep, run by the
+    `asteroid-md stability` command (simulations/ imports ase_asteroid, never the reverse,
+    so the campaign runs that program rather than importing it); its own --resume continues
+    an interrupted sweep."""
+    from ase.io import write
 
-    spec, molecule = c.config.stability, c.molecule()
-    sweep = SweepConfig(tuple(spec.step_sizes_fs), spec.replicas, spec.time_ps, spec.temperature_K, seed=c.config.seed)
-    models = {FINAL_MODEL: c.final_result()["checkpoint"], spec.reference: spec.reference}
-    rows = run_sweep(models, molecule, sweep, c.stability_dir, workers=c.workers, scheduler=c.scheduler,
-                     resume=(c.stability_dir / "runs.jsonl").exists(), progress=c.progress)
-    table = write_outputs(rows, molecule, c.stability_dir)
-    return f"{len(rows)} runs\n{table}"
+    spec, start = c.config.stability, c.folder / "stability_start.xyz"
+    write(start, c.molecule())
+    command = [sys.executable, "-m", "simulations.cli", "stability", c.final_result()["checkpoint"],
+               "--calculator", spec.reference, "--molecule", str(start), "--out", str(c.stability_dir),
+               "--step-sizes-fs", *map(str, spec.step_sizes_fs), "--replicas", str(spec.replicas),
+               "--time-ps", str(spec.time_ps), "--temperature-K", str(spec.temperature_K),
+               "--seed", str(c.config.seed)]
+    command += ["--scheduler", c.scheduler] if c.scheduler else ["--workers", str(c.workers)]
+    command += ["--resume"] if (c.stability_dir / "sweep.json").exists() else []
+    finished = subprocess.run(command, capture_output=not c.progress, text=True)
+    if finished.returncode:
+        raise RuntimeError(f"the stability sweep ({' '.join(command[1:4])} ...) failed with exit code "
+                           f"{finished.returncode}: {(finished.stderr or '')[-2000:]}")
+    return (c.stability_dir / "summary.md").read_text().strip()
 
 
 def steps(c: Campaign) -> list[tuple[str, Callable[[], bool], Callable[[], str]]]:

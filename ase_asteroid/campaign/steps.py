@@ -24,7 +24,6 @@ from ..labels.runner import read_done
 from .config import CampaignConfig
 
 #: The stability sweep's name for the campaign's final model.
-FINAL_MODEL = "final_model"
 
 
 def write_json(path: Path, value) -> None:
