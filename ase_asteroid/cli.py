@@ -224,6 +224,28 @@ def plan_command(args) -> str:
     return format_plans(plans, curves, ERROR_KEYS[error_key(rows)], args.budget_cpu_hours, notes + more)
 
 
+def _add_campaign_parser(commands) -> None:
+    campaign = commands.add_parser("campaign", help="the whole workflow for a new molecule, from a YAML config "
+                                   "(see examples/campaign_methanol.yaml); a rerun continues it")
+    campaign.add_argument("--config", required=True, help="YAML file")
+    campaign.add_argument("--out", help="campaign folder (overrides the config's 'out')")
+    where = campaign.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, default=1, help="local worker processes for labelling and MD (default 1)")
+    where.add_argument("--scheduler", help="address of a Dask distributed scheduler for labelling and MD")
+
+
+def campaign_command(args) -> str:
+    from dataclasses import replace
+
+    from .campaign import load_campaign, run_campaign
+
+    config = load_campaign(args.config)
+    config = replace(config, out=args.out) if args.out else config
+    report = run_campaign(config, workers=args.workers, scheduler=args.scheduler,
+                          say=lambda line: print(line, flush=True))
+    return f"report: {report}"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="asteroid", description=(
         "Accurate machine-learning force fields from many cheap and a few accurate labels."))
@@ -245,6 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_parser(commands)
     _add_select_parser(commands)
     _add_plan_parser(commands)
+    _add_campaign_parser(commands)
     return parser
 
 
@@ -261,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     run = {"quickstart": lambda: quickstart(args), "evaluate": lambda: evaluate_command(args),
            "train": lambda: train_command(args), "select": lambda: select_command(args),
-           "plan": lambda: plan_command(args)}.get(args.command) or {
+           "plan": lambda: plan_command(args), "campaign": lambda: campaign_command(args)}.get(args.command) or {
         "info": lambda: data_info(args.file, args.json, args.fidelity, args.labels, args.energy_unit,
                                   args.force_unit),
         "sample": lambda: data_sample(args), "label": lambda: data_label(args)}[args.data_command]
@@ -293,4 +316,6 @@ _AFTER_INTERRUPT = {
     "info": "nothing was written",
     "select": "the picks are written only at the end; run the command again (with --overwrite if --out exists)",
     "plan": "nothing was written",
+    "campaign": "finished steps, every label written and finished training stages are kept in the campaign "
+                "folder; run the same command again to continue",
 }

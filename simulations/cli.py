@@ -132,3 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"asteroid-md: interrupted; {kept}", file=sys.stderr)
         return INTERRUPTED
     return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -5,14 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+from ase_asteroid.figures import pyplot as _pyplot
+from ase_asteroid.figures import save_figure
 
 
 def plot_stability(table: Sequence[dict], path: Path) -> None:
@@ -29,9 +23,7 @@ def plot_stability(table: Sequence[dict], path: Path) -> None:
     ax.set_ylabel("fraction of stable runs")
     ax.set_ylim(-0.05, 1.05)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_observable(rows: Sequence[dict], path: Path) -> None:
@@ -50,6 +42,4 @@ def plot_observable(rows: Sequence[dict], path: Path) -> None:
         ax.set_xlabel("time (ps)")
         ax.set_ylabel("max bond deviation (Å)")
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)

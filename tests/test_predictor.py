@@ -124,3 +124,19 @@ def test_refinement_imports_no_training_code():
             "print(sorted(m for m in sys.modules if m.startswith('ase_asteroid.training')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "[]"
+
+
+def test_the_package_never_imports_simulations():
+    """DESIGN.md: simulations imports ase_asteroid, never the reverse (the campaign runs
+    `asteroid-md` as a program); checked on the source, so lazy imports count too."""
+    import ast
+    from pathlib import Path
+
+    import ase_asteroid
+    upward = []
+    for path in Path(ase_asteroid.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            upward += [f"{path.name}: {n}" for n in names if n.split(".")[0] == "simulations"]
+    assert upward == []

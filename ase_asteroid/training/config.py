@@ -210,7 +210,7 @@ class TrainConfig:
         return DTYPES[self.dtype]
 
 
-def _build(cls, values, where: str):
+def build_section(cls, values, where: str):
     if not isinstance(values, dict):
         raise ValueError(f"{where}: expected a mapping, got {values!r}")
     known = {f.name for f in fields(cls)}
@@ -240,14 +240,14 @@ def config_from_values(values: dict, folder: Path = Path("."), where: str = "con
     values = dict(values)
     for key in ("accurate", "cheap"):
         if values.get(key) is not None:
-            spec = _build(DataSpec, values[key], f"{where}: {key}")
+            spec = build_section(DataSpec, values[key], f"{where}: {key}")
             values[key] = replace(spec, path=_resolve(spec.path, folder))
     values["more_cheap"] = [replace(spec, path=_resolve(spec.path, folder)) for spec in
-                            (_build(DataSpec, v, f"{where}: more_cheap[{i}]")
+                            (build_section(DataSpec, v, f"{where}: more_cheap[{i}]")
                              for i, v in enumerate(values.get("more_cheap") or []))]
     if values.get("test"):
         values["test"] = _resolve(values["test"], folder)
-    return _build(TrainConfig, values, where)
+    return build_section(TrainConfig, values, where)
 
 
 def _resolve(data_path: str, folder: Path) -> str:

@@ -16,8 +16,6 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
-
 from .. import units
 from ..data import split_indices
 from ..demo_data import load_demo
@@ -88,23 +86,15 @@ def format_table(rows: list[dict]) -> str:
 
 def _plot(baseline, tuned, test, out: Path, path: Path) -> None:
     """Parity plots of both models on the test set, and the learning curves of every stage."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    from ..figures import parity_axes, pyplot, save_figure
     from ..graph import batch_configurations
 
     batch = batch_configurations(test, baseline.cutoff).to(dtype=baseline.dtype)
     reference = batch.forces.numpy().ravel()
-    fig, axes = plt.subplots(1, 3, figsize=(12, 4))
+    fig, axes = pyplot().subplots(1, 3, figsize=(12, 4))
     for ax, (name, model) in zip(axes, (("standard", baseline), ("ASTEROID", tuned))):
         predicted = model(batch)["forces"].detach().numpy().ravel()
-        ax.plot(reference, predicted, ".", markersize=2, alpha=0.5)
-        ax.plot([reference.min(), reference.max()], [reference.min(), reference.max()], "k-", linewidth=0.8)
-        ax.set_title(f"{name}: MAE {1000 * np.mean(np.abs(predicted - reference)):.0f} meV/Å")
-        ax.set_xlabel("B3LYP force component (eV/Å)")
-        ax.set_ylabel("predicted (eV/Å)")
+        parity_axes(ax, reference, predicted, name, "B3LYP force component (eV/Å)")
     curves = axes[2]
     for run, stages in (("standard", ["standard"]), ("asteroid", ["bias_identification", "pretrained", "fine_tuned"])):
         for stage in stages:
@@ -118,6 +108,4 @@ def _plot(baseline, tuned, test, out: Path, path: Path) -> None:
     curves.set_xlabel("epoch")
     curves.set_ylabel("validation force MAE (meV/Å)")
     curves.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
