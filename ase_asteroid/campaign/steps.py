@@ -23,8 +23,6 @@ from ..data import Dataset, read_dataset
 from ..labels.runner import read_done
 from .config import CampaignConfig
 
-#: The stability sweep's name for the campaign's final model.
-
 
 def write_json(path: Path, value) -> None:
     """`value` as JSON at `path`, atomically (temporary file, then rename)."""
