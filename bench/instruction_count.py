@@ -1,6 +1,7 @@
 """Instructions executed per call of the inference paths, two versions of the code compared.
 
-    python bench/instruction_count.py --trees ../before . --calls 10 --write docs/benchmarks.md
+    git worktree add ../before COMMIT
+    python bench/instruction_count.py --trees ../before . --calls 3 --write docs/benchmarks.md
 
 On a shared machine wall and CPU times of the same code scatter by ±25 % between runs, too
 much to tell a 5 % change; the number of instructions a call executes does not depend on
@@ -24,6 +25,7 @@ import ctypes
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -137,7 +139,7 @@ def main(argv=None) -> int:
              "| path | before (M instructions) | after | after / before |", "|---|---|---|---|"]
     for path in args.paths:
         lines.append(f"| {path} | {before[path] / 1e6:.1f} | {after[path] / 1e6:.1f} | {after[path] / before[path]:.3f} |")
-    command = "python bench/instruction_count.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = "python bench/instruction_count.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     report("\n".join(lines), "instruction-count", command, args.write)
     print(json.dumps({"before": before, "after": after}), file=sys.stderr)
     return 0
