@@ -42,17 +42,20 @@ plus selection), the labels each strategy needs to reach random selection's mean
 the largest count (log-log interpolation between rounds; "not reached" if it is not), and
 a log-log learning-curve figure (``--figure``).
 
-Cost: a round's training costs about (epochs × (labels + 50 validation)) configuration
-visits. Per molecule at the defaults, the rounds sum to 750 labels per run: random 3 runs,
-fps-geometry, fps-model and bias one run each (round 0 shared), committee 3 models per
-round: about 8.8 × 750 labels ≈ 6600 label-epochs plus validation, i.e. ≈ 8.8 × (750 + 5·50)
-× 100 ≈ 880 000 configuration visits per molecule, 1.8 M for both. Measured on this 2-core
-machine (one thread, MACE 32x0e+32x1o float32, ethanol, while two other benchmarks shared
-the cores): 8.5 ms per configuration visit (training plus validation; ``--rounds 10 20
---epochs 3``, 0.17 s per epoch of 20 labels + 50 validation... see docs/acquisition.md),
-so ≈ 2.1 h per molecule per strategy-run-equivalent... ≈ 4.2 h for both molecules with one
-thread (xTB labels of 900 configurations: about a minute). Molecules or strategies can run
-in separate processes (``--molecules``, ``--strategies``) into the same results file.
+Cost: training dominates; every round runs the recipe's full 100 epochs (plateau schedule,
+no early stopping), about 0.075 s per training label per epoch on one thread (measured on
+this 2-core machine while two other benchmarks used both cores: ethanol, MACE as above,
+``--epochs 3 --rounds 20 40``: epochs 2-3 took 1.5 s with 20 labels and 2.9-3.0 s with 40,
+each with the 50 validation configurations; the slope is 0.073 s per label). Per molecule
+at the defaults a run trains on 50 + 100 + 150 + 200 + 250 = 750 labels over its rounds:
+random 3 × 750, fps-geometry, fps-model and bias 700 each (round 0 shared), committee
+700 + 2 × 750 = 6550 label-epochs per epoch, so ≈ 6550 × 100 × 0.075 s ≈ 14 h per molecule
+and ≈ 27 h of one core for both. The two molecules can run as two processes
+(``--molecules ethanol`` and ``--molecules malonaldehyde``, the same ``--results`` file:
+rows are single appended lines), ≈ 14 h of wall time on two free cores; do not split one
+molecule's strategies across processes (they share round 0's model folder). Selection, the
+test evaluations and the GFN2-xTB labels of 2 × 450 configurations take minutes. ``--epochs
+N`` scales the cost by N/100 (and changes the recipe, so say so with the numbers).
 ``--pool``, ``--val`` and ``--test-size`` shrink the protocol for smoke tests only.
 """
 
@@ -222,7 +225,9 @@ def table(rows: list[dict], args) -> str:
              f"CCSD(T) labels; {args.model} {MODELS[args.model]}, float32, the default recipe from scratch each "
              f"round ({rows[0]['epochs'] if rows else '-'} epochs), validation perm[{args.pool - args.val}:{args.pool}],"
              f" committee of {args.committee} models. random: mean "
-             "[min–max] over its seeds. Time: training (committee: all its models) plus selection, one thread.", "",
+             "[min–max] over its seeds. Time: training (committee: all its models) plus selection, one thread; "
+             "round 0 is trained once per seed and shared, so the other strategies' first row times only its "
+             "loading.", "",
              "| molecule | strategy | labels | seeds | force MAE kcal/mol/Å | meV/Å | time min |",
              "|---|---|---|---|---|---|---|"]
     for (molecule, strategy), curve in sorted(curves(rows).items()):
