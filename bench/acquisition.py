@@ -25,7 +25,7 @@ excluded:
 - ``fps-model``: farthest-point sampling on the current round's model's mean node features;
 - ``bias``: the largest B(x) = mean |F_model − F_xTB| of the current round's model (ASTEROID's
   stage 1 on the labels so far) against GFN2-xTB labels of the 450 (the package's labeller,
-  cached in ``RESULTS_FOLDER/xtb_MOLECULE.extxyz`` and reused by every later run);
+  cached in ``RESULTS_FOLDER/xtb_MOLECULE_450.extxyz`` and reused by every later run);
 - ``committee``: the largest force disagreement of ``--committee`` (default 3) models: the
   current round's model and ``--committee − 1`` more trained the same way on the same labels
   with seeds SEED + 100·k (their training time is counted in the round's time; the row's
@@ -98,7 +98,7 @@ def protocol_data(data_dir: Path, molecule: str, pool: int = 500, val: int = 50,
 
 def cheap_pool(data: dict, molecule: str, folder: Path, progress: bool = False) -> Dataset:
     """GFN2-xTB labels of the acquirable configurations, in their order, computed once into
-    ``folder/xtb_MOLECULE.extxyz`` (the label runner continues an interrupted file)."""
+    ``folder/xtb_MOLECULE_N.extxyz`` (N of them; the label runner continues an interrupted file)."""
     from ase_asteroid.labels import get_labeler
     from ase_asteroid.labels.runner import label_configurations
 
