@@ -279,6 +279,9 @@ def plot(rows: list[dict], path: Path) -> None:
                 ax.fill_between(n, low, high, color=line.get_color(), alpha=0.2)
         ax.set(xscale="log", yscale="log", xlabel="accurate labels", ylabel="test force MAE, kcal/mol/Å",
                title=molecule)
+        counts = sorted({c[0] for (m, _), curve in found.items() if m == molecule for c in curve})
+        ax.set_xticks(counts, [str(c) for c in counts], minor=False)
+        ax.xaxis.set_minor_locator(plt.NullLocator())
         ax.legend()
     path.parent.mkdir(parents=True, exist_ok=True)
     save_figure(fig, path)
