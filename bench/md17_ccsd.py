@@ -272,6 +272,8 @@ def main(argv=None) -> int:
                         help="override recipe keys in every stage, e.g. rho=0.1 (values read as YAML)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--results", type=Path, default=Path("bench_results/md17_ccsd.jsonl"))
+    parser.add_argument("--section", default="md17-ccsd",
+                        help="the docs section --write replaces (one per results file)")
     parser.add_argument("--write", type=Path, help="update this markdown file's MD17@CCSD section")
     parser.add_argument("--table-only", action="store_true", help="only render the table of the results file")
     parser.add_argument("--progress", action="store_true")
@@ -301,7 +303,7 @@ def main(argv=None) -> int:
             print(f"  {row['method']}: {row['force_mae_kcal_per_mol_A']:.3f} kcal/mol/Å "
                   f"({row['seconds'] / 60:.1f} min)", file=sys.stderr, flush=True)
     command = "python bench/md17_ccsd.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    report(table(done, args), "md17-ccsd", command, args.write)
+    report(table(done, args), args.section, command, args.write)
     return 0
 
 
