@@ -286,6 +286,8 @@ def main(argv=None) -> int:
     todo = [] if args.table_only else [s for s in planned(args) if key(s) not in finished]
     data = {}
     for spec in todo:
+        if args.results.exists() and key(spec) in {key(json.loads(x)) for x in args.results.read_text().splitlines()}:
+            continue  # finished by another process on the same results file since this one started
         labels = "new" if spec["labels"] == "-" else spec["labels"]
         if (spec["molecule"], labels) not in data:
             train250, train200, val, test, ccsd = accurate_splits(args.data_dir, spec["molecule"])
