@@ -42,6 +42,7 @@ from ase_asteroid.refinement.ttt import TTTSettings
 from ase_asteroid.training.config import DataSpec, TrainConfig
 from ase_asteroid.training.loop import fit
 from ase_asteroid.training.pipeline import Splits, run_stages
+from ase_asteroid.training.recipes import recipe
 
 TRAIN = ("aspirin", "benzene", "uracil")
 UNSEEN = ("naphthalene", "salicylic", "paracetamol")
@@ -185,13 +186,12 @@ def fine_tuning(model, prior: str, args, results: Results, ttt: TTTSettings) -> 
     test = load(args.data_dir, "naphthalene", "test", args.test_per_molecule)
     pool = load(args.data_dir, "naphthalene", "train", 200)
     lines = ["| labels of naphthalene | fine-tuned from | force MAE meV/Å |", "|---|---|---|"]
-    recipe = TrainConfig(method="standard", accurate=DataSpec("naphthalene"), model=MODELS[args.backend]).fit_config
     for n in args.finetune_labels:
         for refine in (None, "ttt"):
             def measure():
                 start, _ = refine_model(model, list(test) + list(pool.subset(range(n))), refine, ttt)
-                config = recipe("finetune")
-                config = replace(config, epochs=args.finetune_epochs, batch_size=min(config.batch_size, n))
+                config = recipe(args.backend, "finetune", {"epochs": args.finetune_epochs})
+                config = replace(config, batch_size=min(config.batch_size, n))
                 tuned, _ = fit(copy.deepcopy(start), pool.subset(range(n)), pool.subset(range(150, 200)), config,
                                progress=False)
                 return {"force_mae_meV_per_A": evaluate(tuned, test)["force_mae_meV_per_A"]}
