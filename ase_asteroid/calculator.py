@@ -14,9 +14,9 @@ from .predictor import MethodPredictor, Predictor
 from .refinement.settings import RefineSettings, TTTSettings
 
 
-def _ttt_settings(steps: int | None, lr: float | None, optimizer: str | None) -> TTTSettings:
+def _ttt_settings(steps: int | None, lr: float | None, optimizer: str | None, gate: float | None) -> TTTSettings:
     """TTTSettings with the given values; None keeps TTTSettings' own default."""
-    given = {"steps": steps, "lr": lr, "optimizer": optimizer}
+    given = {"steps": steps, "lr": lr, "optimizer": optimizer, "gate": gate}
     return TTTSettings(**{k: v for k, v in given.items() if v is not None})
 
 
@@ -36,7 +36,7 @@ class AsteroidCalculator(Calculator):
 
     refine: "radius", "ttt" or "radius+ttt" (refinement/): the model is refined for the
     first structure it is asked about, and again every `ttt_every` calls if that is > 0
-    (e.g. every k MD steps); ttt_steps/ttt_lr/ttt_optimizer set the test-time training
+    (e.g. every k MD steps); ttt_steps/ttt_lr/ttt_optimizer/ttt_gate set the test-time training
     (None: the defaults of refinement.settings.TTTSettings).
     A refined copy is used; the checkpoint and the model passed in are never changed.
     ``refinements`` lists what each refinement chose and cost.
@@ -47,7 +47,8 @@ class AsteroidCalculator(Calculator):
     def __init__(self, model: ForceField | str | Path | Predictor | MethodPredictor, device: str | torch.device = "cpu",
                  dtype: torch.dtype | str | None = None, fidelity: str | None = None, head: str | None = None,
                  refine: str | None = None, ttt_steps: int | None = None, ttt_lr: float | None = None,
-                 ttt_optimizer: str | None = None, ttt_every: int = 0, **kwargs) -> None:
+                 ttt_optimizer: str | None = None, ttt_every: int = 0, ttt_gate: float | None = None,
+                 **kwargs) -> None:
         super().__init__(**kwargs)
         if isinstance(model, (Predictor, MethodPredictor)):
             self.predictor, self.model = model, getattr(model, "model", None)
@@ -63,7 +64,7 @@ class AsteroidCalculator(Calculator):
             model = model.to(device=device, dtype=dtype or model.dtype).eval()
         else:
             raise TypeError(f"model must be a checkpoint path or a ForceField, got {type(model).__name__}")
-        refine = RefineSettings.parse(refine, _ttt_settings(ttt_steps, ttt_lr, ttt_optimizer), ttt_every)
+        refine = RefineSettings.parse(refine, _ttt_settings(ttt_steps, ttt_lr, ttt_optimizer, ttt_gate), ttt_every)
         self.predictor = Predictor(model, fidelity, refine)
         self.model, self.fidelity = model, self.predictor.fidelity
 

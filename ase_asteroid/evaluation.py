@@ -79,8 +79,7 @@ def format_evaluation(result: dict, as_json: bool = False) -> str:
     if refinement.get("refine", "none") != "none":
         chosen = [f"cutoff {refinement['cutoff_A']} Å (trained {refinement['trained_cutoff_A']} Å)"
                   if "cutoff_A" in refinement else "",
-                  f"test-time training: prior loss {refinement['ttt_prior_loss_before']:.3g} -> "
-                  f"{refinement['ttt_prior_loss_after']:.3g}" if "ttt_seconds" in refinement else ""]
+                  _ttt_line(refinement) if "ttt_seconds" in refinement else ""]
         labels = (f" ({refinement['ttt_prior']} labels: {refinement['ttt_label_seconds'] * 1e3:.1f} ms in all)"
                   if "ttt_label_seconds" in refinement else "")
         lines.append(f"refined ({refinement['refine']}): " + "; ".join(c for c in chosen if c) +
@@ -91,3 +90,12 @@ def format_evaluation(result: dict, as_json: bool = False) -> str:
     lines += [f"  {symbol:>2}: force MAE {e['force_mae_meV_per_A']:.2f} meV/Å, RMSE {e['force_rmse_meV_per_A']:.2f} meV/Å"
               for symbol, e in result["per_element"].items()]
     return "\n".join(lines)
+
+
+def _ttt_line(refinement: dict) -> str:
+    before, after = refinement["ttt_prior_loss_before"], refinement["ttt_prior_loss_after"]
+    train = refinement.get("ttt_prior_loss_train")
+    versus = f" (training {train:.3g})" if train is not None else ""
+    if refinement.get("ttt_adapted", True):
+        return f"test-time training: prior loss {before:.3g} -> {after:.3g}{versus}"
+    return f"test-time training held back by its gate: prior loss {before:.3g}{versus}, nothing to adapt to"

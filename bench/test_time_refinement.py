@@ -38,7 +38,7 @@ from ase_asteroid.losses import energy_force_loss
 from ase_asteroid.predictor import Predictor
 from ase_asteroid.refinement.prior import prior_labelled
 from ase_asteroid.refinement.refine import refine_model
-from ase_asteroid.refinement.ttt import TTTSettings
+from ase_asteroid.refinement.ttt import TTTSettings, store_prior_reference
 from ase_asteroid.training.config import DataSpec, TrainConfig
 from ase_asteroid.training.loop import fit
 from ase_asteroid.training.pipeline import Splits, run_stages
@@ -85,10 +85,13 @@ def train_model(args, prior: str):
                          out=str(args.out / prior))
     start = time.perf_counter()
     model, _ = run_stages(config, Splits(train, val), progress=args.progress, resume=True)
+    if model.extras.prior_train_loss is None:  # a checkpoint trained before training stored TTT's gate reference
+        store_prior_reference(model, train)
     return model, time.perf_counter() - start
 
 
 def refinement_rows(model, prior: str, args, results: Results, ttt: TTTSettings) -> list[dict]:
+    """Per test set: every refinement with TTT always adapting (gate 0), and TTT with `ttt`'s gate."""
     rows = []
     for molecule in TRAIN + UNSEEN:
         test = load(args.data_dir, molecule, "test", args.test_per_molecule)
@@ -96,12 +99,17 @@ def refinement_rows(model, prior: str, args, results: Results, ttt: TTTSettings)
         def measure():
             row = {"unseen": molecule in UNSEEN}
             for refine in REFINEMENTS:
-                result = evaluate(model, test, refine=refine, ttt=ttt)
+                result = evaluate(model, test, refine=refine, ttt=replace(ttt, gate=0.0))
                 row[refine or "none"] = result["force_mae_meV_per_A"]
                 row[f"{refine or 'none'}_report"] = result["refinement"]
             row["gradient_cosine"] = gradient_cosine(model, test)
             return row
-        rows.append(results.row(prior, "refinement", molecule, measure))
+
+        def gated():
+            result = evaluate(model, test, refine="ttt", ttt=ttt)
+            return {"ttt_gated": result["force_mae_meV_per_A"], "report": result["refinement"]}
+        row = results.row(prior, "refinement", molecule, measure)
+        rows.append({**row, **results.row(prior, f"ttt_gate_{ttt.gate:g}", molecule, gated)})
     return rows
 
 
@@ -122,22 +130,26 @@ def gradient_cosine(model, test: Dataset) -> float:
     return float(torch.nn.functional.cosine_similarity(prior, true, dim=0))
 
 
-def refinement_table(rows: list[dict]) -> str:
-    lines = ["| molecule | seen in training | none | radius | TTT | radius + TTT | TTT vs none | RR vs none | "
-             "cutoff chosen (Å) | TTT s/structure (labels s) | gradient cosine |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+def refinement_table(rows: list[dict], gate: float) -> str:
+    lines = [f"TTT always: adapting on every test set (gate 0); TTT gated: the default, adapting only where the prior "
+             f"head's loss exceeds {gate:g} × its training loss (the ratio is the last column).", "",
+             "| molecule | seen in training | none | radius | TTT always | radius + TTT | TTT gated | TTT always vs none | "
+             "TTT gated vs none | RR vs none | cutoff chosen (Å) | TTT s/structure (labels s) | gradient cosine | "
+             "prior loss / training |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        t = r["ttt_report"]
+        t, g = r["ttt_report"], r["report"]
         lines.append(f"| {r['name']} | {'no' if r['unseen'] else 'yes'} | {r['none']:.1f} | {r['radius']:.1f} | "
-                     f"{r['ttt']:.1f} | {r['radius+ttt']:.1f} | {r['ttt'] / r['none'] - 1:+.1%} | "
+                     f"{r['ttt']:.1f} | {r['radius+ttt']:.1f} | {r['ttt_gated']:.1f} | {r['ttt'] / r['none'] - 1:+.1%} | "
+                     f"{r['ttt_gated'] / r['none'] - 1:+.1%} | "
                      f"{r['radius'] / r['none'] - 1:+.1%} | {r['radius_report']['cutoff_A']} | "
                      f"{t['seconds_per_structure']:.3f} ({t['ttt_label_seconds'] / t['ttt_structures']:.3f}) | "
-                     f"{r['gradient_cosine']:+.2f} |")
+                     f"{r['gradient_cosine']:+.2f} | {g['ttt_prior_loss_before'] / g['ttt_prior_loss_train']:.1f} |")
     for seen in (True, False):
         group = [r for r in rows if r["unseen"] != seen]
-        ttt = np.mean([r["ttt"] / r["none"] - 1 for r in group])
-        rr = np.mean([r["radius"] / r["none"] - 1 for r in group])
+        change = {k: np.mean([r[k] / r["none"] - 1 for r in group]) for k in ("ttt", "ttt_gated", "radius")}
         lines.append(f"\nMean change of force MAE, {'in distribution' if seen else 'unseen molecules'}: "
-                     f"TTT {ttt:+.1%}, radius refinement {rr:+.1%} (worst molecule {max(r['radius'] / r['none'] - 1 for r in group):+.1%}).")
+                     f"TTT always {change['ttt']:+.1%}, TTT gated {change['ttt_gated']:+.1%}, radius refinement "
+                     f"{change['radius']:+.1%} (worst molecule {max(r['radius'] / r['none'] - 1 for r in group):+.1%}).")
     return "\n".join(lines)
 
 
@@ -166,13 +178,14 @@ def stability(model, prior: str, args, results: Results, ttt: TTTSettings) -> st
         for refine in (None, "ttt"):
             def measure():
                 began = time.perf_counter()
-                refined, _ = refine_model(model, [start], refine, ttt)
+                refined, refinement = refine_model(model, [start], refine, ttt)
                 params = LangevinParameters(args.md_timestep_fs, 500.0)
                 specs = [RunSpec(params, int(args.md_time_ps * 1000 / args.md_timestep_fs), [0, r])
                          for r in range(args.md_replicas)]
                 runs = BatchedLangevin(start, Predictor(refined).force_function(start), specs,
                                        DivergenceCriteria()).run(progress=args.progress)
                 return {"stable": sum(r.stable for r in runs), "replicas": len(runs),
+                        "ttt_adapted": refinement.get("ttt_adapted"),
                         "divergence_ps": [r.time_ps for r in runs if not r.stable],
                         "seconds": time.perf_counter() - began}
             r = results.row(prior, "stability", f"{molecule}_{refine or 'none'}", measure)
@@ -213,6 +226,8 @@ def main(argv=None) -> int:
     parser.add_argument("--prior-weight", type=float, default=0.1)
     parser.add_argument("--ttt-steps", type=int, default=50)
     parser.add_argument("--ttt-lr", type=float, default=1e-4)
+    parser.add_argument("--ttt-gate", type=float, default=TTTSettings.gate,
+                        help="the gated TTT column's gate (the other TTT columns adapt always)")
     parser.add_argument("--grid-steps", type=int, nargs="*", default=[20, 100])
     parser.add_argument("--grid-lr", type=float, nargs="*", default=[1e-4, 1e-3])
     parser.add_argument("--md-replicas", type=int, default=20)
@@ -227,7 +242,7 @@ def main(argv=None) -> int:
     parser.add_argument("--write", type=Path)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    results, ttt, sections = Results(args.out / "results.jsonl"), TTTSettings(args.ttt_steps, args.ttt_lr), []
+    results, ttt, sections = Results(args.out / "results.jsonl"), TTTSettings(args.ttt_steps, args.ttt_lr, gate=args.ttt_gate), []
     for prior in args.priors:
         model, seconds = train_model(args, prior)
         trained = results.row(prior, "training", "model", lambda: {"seconds": seconds})
@@ -237,7 +252,7 @@ def main(argv=None) -> int:
                      f"{', '.join(TRAIN)}, {args.epochs} epochs ({trained['seconds'] / 60:.0f} min); test: "
                      f"{args.test_per_molecule} configurations per molecule; TTT: {args.ttt_steps} Adam steps, lr "
                      f"{args.ttt_lr}, on each test set. Force MAE, meV/Å:",
-                     refinement_table(refinement_rows(model, prior, args, results, ttt))]
+                     refinement_table(refinement_rows(model, prior, args, results, ttt), ttt.gate)]
         if "stability" in args.parts:
             sections += [f"MD on the unseen molecules: {args.md_replicas} replicas, {args.md_time_ps} ps at "
                          f"{args.md_timestep_fs} fs, 500 K, default divergence criteria; TTT on the starting "

@@ -134,6 +134,7 @@ def check_same_settings(path: Path, settings: dict) -> None:
     stored = json.loads(path.read_text())
     defaults = json.loads(json.dumps(asdict(SweepConfig())))  # for a setting added since the sweep ran
     config = {key: stored["config"].get(key, defaults.get(key)) for key in settings["config"]}
+    config = {key: {**defaults[key], **value} if isinstance(value, dict) else value for key, value in config.items()}
     differences = [f"{key}: {config[key]!r} -> {value!r}" for key, value in settings["config"].items()
                    if config[key] != value]
     differences += [f"model {name}: {stored['models'][name]!r} -> {source!r}"

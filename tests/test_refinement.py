@@ -99,12 +99,30 @@ def test_ttt_lowers_the_prior_loss_and_never_changes_the_checkpoint(joint, lj_da
     digest = hashlib.sha256(joint.read_bytes()).hexdigest()
     model = load_checkpoint(joint)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    adapted, report = adapt_to_structures(model, lj_data[:3], TTTSettings(steps=20, lr=1e-3))
-    assert report["prior_loss_after"] < report["prior_loss_before"]
+    adapted, report = adapt_to_structures(model, lj_data[:3], TTTSettings(steps=20, lr=1e-3, gate=0))
+    assert report["adapted"] and report["prior_loss_after"] < report["prior_loss_before"]
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
     changed = {k for k, v in adapted.state_dict().items() if not torch.equal(v, before[k])}
     assert changed and not any("readout" in k for k in changed)  # heads frozen, representation adapted
     assert hashlib.sha256(joint.read_bytes()).hexdigest() == digest
+
+
+def test_training_stores_the_prior_loss_that_gates_ttt(joint, lj_data):
+    """The checkpoint holds the prior head's loss on its training structures; TTT with the
+    default gate leaves a model alone on structures like those, and adapts it on structures
+    whose prior loss exceeds gate × that reference."""
+    model = load_checkpoint(joint)
+    reference = model.extras.prior_train_loss
+    assert reference is not None and reference > 0
+    structures = lj_data[:3]
+    same, report = adapt_to_structures(model, structures)
+    assert same is model and report["adapted"] is False and report["prior_loss_train"] == reference
+    assert report["prior_loss_before"] == report["prior_loss_after"] <= TTTSettings().gate * reference
+    model.extras.prior_train_loss = report["prior_loss_before"] / (2 * TTTSettings().gate)  # as if far from training
+    adapted, report = adapt_to_structures(model, structures, TTTSettings(steps=5, lr=1e-3))
+    assert adapted is not model and report["adapted"] and report["prior_loss_after"] < report["prior_loss_before"]
+    model.extras.prior_train_loss = None  # a checkpoint from before the gate: always adapted
+    assert adapt_to_structures(model, structures, TTTSettings(steps=1))[1]["adapted"]
 
 
 def test_prior_head_is_trained_jointly(joint, xtb_data):
@@ -119,14 +137,15 @@ def test_prior_head_is_trained_jointly(joint, xtb_data):
 
 def test_refine_options_through_the_cli_and_the_calculator(joint, capsys):
     data = str(FIXTURES / "ethanol_lj.extxyz")
-    assert cli.main(["evaluate", str(joint), "--data", data, "--refine", "radius+ttt", "--ttt-steps", "5"]) == 0
+    assert cli.main(["evaluate", str(joint), "--data", data, "--refine", "radius+ttt", "--ttt-steps", "5",
+                     "--ttt-gate", "0"]) == 0
     out = capsys.readouterr().out
     assert "refined (radius+ttt): cutoff" in out and "test-time training: prior loss" in out
     from simulations import cli as md_cli
     assert md_cli.main(["run", str(joint), "--molecule", data, "--steps", "5", "--refine", "ttt",
-                        "--ttt-steps", "3", "--ttt-every", "2"]) == 0
+                        "--ttt-steps", "3", "--ttt-every", "2", "--ttt-gate", "0"]) == 0
     atoms = read_dataset(data)[0].to_atoms()
-    atoms.calc = AsteroidCalculator(joint, refine="ttt", ttt_steps=3, ttt_every=2)
+    atoms.calc = AsteroidCalculator(joint, refine="ttt", ttt_steps=3, ttt_every=2, ttt_gate=0)
     for shift in range(4):
         atoms.positions[0, 0] += 0.01 * shift
         atoms.get_forces()
@@ -152,7 +171,7 @@ def test_stability_sweep_refines_each_model(joint, tmp_path, monkeypatch):
     monkeypatch.setattr(predictor, "refine_model", lambda model, structures, *a: calls.append(
         (structures[0].positions.copy(), a[0])) or original(model, structures, *a))
     argv = ["stability", str(joint), "--molecule", data, "--step-sizes-fs", "0.5", "--replicas", "1",
-            "--time-ps", "0.005", "--ttt-steps", "2", "--temperature-K", "300"]
+            "--time-ps", "0.005", "--ttt-steps", "2", "--ttt-gate", "0", "--temperature-K", "300"]
     assert md_cli.main(argv + ["--refine", "radius+ttt", "--out", str(tmp_path / "sweep")]) == 0
     assert md_cli.main(argv + ["--out", str(tmp_path / "plain")]) == 0
     assert len(calls) == 1 and calls[0][1].name == "radius+ttt"

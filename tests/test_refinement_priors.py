@@ -55,7 +55,7 @@ def test_xtb_prior_is_stored_and_ttt_through_the_predictor_lowers_its_loss(xtb_j
     model = load_checkpoint(xtb_joint)
     assert isinstance(model.extras.prior, MethodPrior) and model.extras.prior.kind == "gfn2-xtb"
     assert model.fidelities == ("gfn2-xtb", "gfn2-xtb-prior") and model.fidelity_heads["gfn2-xtb-prior"] == 1
-    predictor = Predictor(model, refine=RefineSettings(ttt=True, settings=TTTSettings(steps=10, lr=1e-3)))
+    predictor = Predictor(model, refine=RefineSettings(ttt=True, settings=TTTSettings(steps=10, lr=1e-3, gate=0)))
     structures = xtb_data[20:22]
     chunks = list(predictor.predict_configurations(structures))
     report = predictor.refinements[0]
@@ -129,13 +129,16 @@ def test_refine_settings_round_trip_through_cli_and_calculator(xtb_joint):
     parser = argparse.ArgumentParser()
     add_refine_arguments(parser)
     args = parser.parse_args(["--refine", "radius+ttt", "--ttt-steps", "7", "--ttt-lr", "0.003",
-                              "--ttt-optimizer", "sgd"])
+                              "--ttt-optimizer", "sgd", "--ttt-gate", "3"])
     from_cli = refine_settings(args, every=5)
     calculator = AsteroidCalculator(xtb_joint, refine="radius+ttt", ttt_steps=7, ttt_lr=0.003,
-                                    ttt_optimizer="sgd", ttt_every=5)
+                                    ttt_optimizer="sgd", ttt_every=5, ttt_gate=3)
     assert calculator.predictor.refine == from_cli
     assert (from_cli.radius, from_cli.ttt, from_cli.every) == (True, True, 5)
     assert (from_cli.settings.steps, from_cli.settings.lr, from_cli.settings.optimizer) == (7, 0.003, "sgd")
+    assert from_cli.settings.gate == 3.0 and TTTSettings().gate != 3.0
+    with pytest.raises(ValueError, match="gate must be >= 0"):
+        TTTSettings(gate=-1)
 
 
 def test_evaluate_reports_the_ttt_cost_with_its_labels(xtb_joint, capsys):
@@ -191,7 +194,7 @@ def test_a_sweep_stored_before_ttt_every_still_resumes(tmp_path, lj_data):
     import json
     from simulations.stability import SweepConfig, check_same_settings, sweep_settings
     settings = sweep_settings({"m": "m.ckpt"}, lj_data[0].to_atoms(), SweepConfig())
-    del settings["config"]["ttt_every"]  # what an older sweep.json holds
+    del settings["config"]["ttt_every"], settings["config"]["ttt"]["gate"]  # what an older sweep.json holds
     (tmp_path / "sweep.json").write_text(json.dumps(settings))
     check_same_settings(tmp_path / "sweep.json", sweep_settings({"m": "m.ckpt"}, lj_data[0].to_atoms(), SweepConfig()))
     with pytest.raises(ValueError, match="ttt_every: 0 -> 5"):

@@ -13,16 +13,22 @@ CHOICES = ("radius", "ttt", "radius+ttt")
 
 @dataclass(frozen=True)
 class TTTSettings:
-    """steps and lr of the optimiser (sgd with momentum, or adam) on the prior's force loss."""
+    """steps and lr of the optimiser (sgd with momentum, or adam) on the prior's force loss;
+    gate: adapt only when the prior head's loss on the structures exceeds `gate` times its
+    loss on the training structures (stored in the checkpoint at training time), i.e. only
+    for structures the model has not learnt; 0 adapts always."""
 
     steps: int = 50
     lr: float = 1e-4
     optimizer: str = "adam"
     momentum: float = 0.9
+    gate: float = 10.0
 
     def __post_init__(self) -> None:
         if self.steps < 1 or not self.lr > 0:
             raise ValueError(f"TTT needs steps >= 1 and lr > 0, got steps={self.steps}, lr={self.lr}")
+        if not self.gate >= 0:
+            raise ValueError(f"TTT gate must be >= 0 (0: always adapt), got {self.gate}")
         if self.optimizer not in ("sgd", "adam"):
             raise ValueError(f"TTT optimizer must be sgd or adam, got {self.optimizer!r}")
 

@@ -20,6 +20,7 @@ from ..data.tools import split_indices
 from ..delta import subtract_baseline
 from ..refinement.prior import prior_labelled
 from ..refinement.radius import training_spectra
+from ..refinement.ttt import store_prior_reference
 from ..models import ForceField
 from .config import DataSpec, TrainConfig
 from .loop import FitConfig, errors, fit
@@ -70,6 +71,8 @@ class _Stages:
             if model.extras.prior is not None and config.objective == "labels":  # joint training with the prior head
                 train = data + prior_labelled(data, model.extras.prior, self.prior_weight, cache=self.prior_labels)
             model, record = fit(model, train, val, config, self.progress, state_path=state)
+            if model.extras.prior is not None and config.objective == "labels":  # TTT's gate reference
+                store_prior_reference(model, data, cache=self.prior_labels)
             model.extras.graph_spectrum = training_spectra(data, model.cutoff)
             model.extras.history[-1].update(stage=name, parent=self.parent, seconds=round(time.perf_counter() - start, 1))
             _write_log(self.out / f"{name}_epochs", record["history"])
