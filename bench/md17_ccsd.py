@@ -17,8 +17,12 @@ across N) and 100 for cheap validation ([-100:]).
 Runs (each a row of the results file, which is appended as runs finish; a rerun skips the
 rows it has): standard (250), asteroid (200 + N, γ chosen by validation after
 fine-tuning if several are given), pretrain_finetune (no bias weights, γ = ∞) whose
-pre-trained stage is also the cheap_only row, and score_matching (the rMD17 geometries
-of the largest N with labels removed, 500 K, the temperature of the MD17 trajectories).
+pre-trained stage is also the cheap_only row, score_matching (the rMD17 geometries
+of the largest N with labels removed, 500 K, the temperature of the MD17 trajectories), and
+mace_torch_finetune: the peer a user would pick instead, mace-torch's own trainer on the same
+files — pre-training on the N cheap configurations for as many visits as ours, then its naive
+fine-tune (``--foundation_model``, no multi-head replay) on the 200 for the same epochs with
+its stage two from 3/4 of them, in the dtype of our rows (mace backend only).
 ``--corrupt FRACTION STD`` gives a controlled case where the cheap labels' error varies:
 Gaussian noise of STD eV/Å on every force component of a random FRACTION of the cheap
 configurations (recorded as label set e.g. ``new+0.25x1``).
@@ -41,6 +45,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from docs_section import report
+from mace_peer import model_errors, run_train, write_extxyz
 from overrides import key_values
 
 from ase_asteroid.checkpoint import load_checkpoint
@@ -121,6 +126,9 @@ def run_one(spec: dict, data: dict, args) -> list[dict]:
     fit = {**args.fit, "epochs": args.epochs, "seed": seed}
     pretrain = {**args.fit, "epochs": pretrain_epochs, "seed": seed} if n else {}
     out = args.results.parent / "runs" / "_".join(str(v) for v in spec.values())
+    if spec["method"] == "mace_torch_finetune":
+        return [peer_finetune(spec, {"cheap": cheap, "cheap_val": cheap_val, "train": data["train200"],
+                                     "val": data["val"]}, data["test"], out, pretrain_epochs, args.epochs, dtype)]
     method, more = spec["method"], ()
     if method.startswith("multi_head"):  # one joint stage, as many configuration visits as the others' stages
         fit = {**fit, "epochs": max(1, round((args.pretrain_visits + args.epochs * 200) / (n + 4 * 200)))}
@@ -157,6 +165,24 @@ def run_one(spec: dict, data: dict, args) -> list[dict]:
     return rows
 
 
+def peer_finetune(spec: dict, parts: dict, test: Dataset, out: Path, pretrain_epochs: int, epochs: int,
+                  dtype: str) -> dict:
+    """mace-torch's naive fine-tune on the same configurations as ours (see the module's docstring)."""
+    out.mkdir(parents=True, exist_ok=True)
+    for name, part in parts.items():
+        write_extxyz(out / f"{name}.extxyz", part)
+    start = time.perf_counter()
+    run_train("pre", out / "cheap.extxyz", out / "cheap_val.extxyz", pretrain_epochs, dtype, out, seed=spec["seed"])
+    run_train("ft", out / "train.extxyz", out / "val.extxyz", epochs, dtype, out, swa=True,
+              foundation=str(out / "pre.model"), seed=spec["seed"])
+    seconds = time.perf_counter() - start
+    errors = model_errors(out / "ft_stagetwo.model", test, dtype)
+    return {**spec, "epochs": epochs, "pretrain_epochs": pretrain_epochs, "seconds": round(seconds, 1),
+            "peak_rss_MB": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+            **{k: errors[k] for k in ("force_mae_kcal_per_mol_A", "force_mae_meV_per_A", "energy_mae_meV")},
+            "configurations": len(test)}
+
+
 def _errors(model, test: Dataset) -> dict:
     e = evaluate(model, test)
     return {k: e[k] for k in ("force_mae_kcal_per_mol_A", "force_mae_meV_per_A", "energy_mae_meV", "configurations")}
@@ -168,6 +194,8 @@ def planned(args) -> list[dict]:
         common = {"molecule": molecule, "backend": backend, "seed": seed}
         for method, labels in itertools.product(args.methods, [label_set(x, args.corrupt) for x in args.labels]):
             sizes = [max(args.cheap_sizes)] if method == "score_matching" else args.cheap_sizes
+            if method == "mace_torch_finetune" and backend != "mace":
+                continue  # the peer trains MACE only
             runs += [{**common, "method": method, "cheap": n, "accurate": 200, "labels": labels} for n in sizes]
         runs.append({**common, "method": "standard", "cheap": 0, "accurate": 250, "labels": "-"})  # the baseline last
     return runs
@@ -252,8 +280,10 @@ def main(argv=None) -> int:
     parser.add_argument("--molecules", nargs="+", default=list(ACCURATE), choices=list(ACCURATE))
     parser.add_argument("--backends", nargs="+", default=["egnn", "mace"], choices=list(MODELS))
     parser.add_argument("--methods", nargs="*", default=["asteroid", "pretrain_finetune", "score_matching"],
-                        choices=["asteroid", "pretrain_finetune", "score_matching", "multi_head", "multi_head3"],
-                        help="multi_head: CCSD + DFT heads; multi_head3: + a head for the other rMD17 label set (other geometries)")
+                        choices=["asteroid", "pretrain_finetune", "score_matching", "multi_head", "multi_head3",
+                                 "mace_torch_finetune"],
+                        help="multi_head: CCSD + DFT heads; multi_head3: + a head for the other rMD17 label set "
+                             "(other geometries); mace_torch_finetune: mace-torch's naive fine-tune (mace only)")
     parser.add_argument("--cheap-sizes", nargs="+", type=int, default=[1000, 2000, 4000])
     parser.add_argument("--gammas", nargs="+", type=float, default=[0.05], help="γ grid, eV/Å")
     parser.add_argument("--gamma-iqr-fractions", nargs="+", type=float, default=[],

@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 from docs_section import report
-from mace_peer import e0s_argument, train_command
+from mace_peer import error_summary, model_errors, run_train, write_extxyz
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "md17"
 ACCURATE = "ethanol_ccsd_t-train.npz"
@@ -52,8 +52,7 @@ TRAINERS = ("mace_run_train", "ase_asteroid")
 
 def prepare(work: Path, data_dir: Path, n_cheap: int) -> None:
     """Write the splits as extxyz files (energies in eV, forces in eV/Å) into `work`."""
-    from ase_asteroid.data import Dataset, read_dataset
-    from ase_asteroid.labels.runner import write_frames
+    from ase_asteroid.data import read_dataset
     from md17_ccsd import cheap_pool
 
     work.mkdir(parents=True, exist_ok=True)
@@ -66,13 +65,7 @@ def prepare(work: Path, data_dir: Path, n_cheap: int) -> None:
     parts.update(cheap_train=pool.subset(cheap_perm[:n_cheap]), cheap_valid=pool.subset(cheap_perm[-100:]))
     for name, part in parts.items():
         if not (work / f"{name}.extxyz").exists():
-            write_frames(work / f"{name}.extxyz", [_frame(c) for c in Dataset(list(part))])
-
-
-def _frame(configuration):
-    atoms = configuration.to_atoms()
-    atoms.info["REF_energy"], atoms.arrays["REF_forces"] = configuration.energy, configuration.forces
-    return atoms
+            write_extxyz(work / f"{name}.extxyz", part)
 
 
 def _read(work: Path, name: str):
@@ -82,34 +75,8 @@ def _read(work: Path, name: str):
 
 def _mace_run(work: Path, name: str, train: str, epochs: int, swa: bool, dtype: str,
               foundation: str | None = None) -> list:
-    """One mace_run_train call; returns [(seconds since its start, validation force MAE eV/Å)]."""
     valid = work / f"{'cheap_valid' if train == 'cheap_train' else 'valid'}.extxyz"
-    command = train_command(name, work / f"{train}.extxyz", valid, e0s_argument(_read(work, train)), epochs, dtype,
-                            work / "peer")
-    if swa:
-        command += ["--swa", "--start_swa", str(epochs * 3 // 4)]
-    if foundation:
-        command += ["--foundation_model", foundation, "--multiheads_finetuning", "False"]
-    log = work / "peer" / "results" / f"{name}_run-0_train.txt"
-    log.unlink(missing_ok=True)
-    curve, seen, start = [], 0, time.perf_counter()
-    with open(work / f"{name}.log", "w") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=work)
-        while process.poll() is None or seen < _eval_lines(log, 0)[1]:
-            lines, seen = _eval_lines(log, seen)
-            curve += [(time.perf_counter() - start, line["mae_f"]) for line in lines]
-            time.sleep(1)
-    if process.returncode:
-        raise RuntimeError(f"mace_run_train failed; see {work / f'{name}.log'}")
-    return curve
-
-
-def _eval_lines(log: Path, seen: int) -> tuple[list, int]:
-    if not log.exists():
-        return [], 0
-    lines = [json.loads(x) for x in log.read_text().splitlines() if x.strip()]
-    evals = [x for x in lines if x.get("mode") == "eval" and x.get("mae_f") is not None]
-    return evals[seen:], len(evals)
+    return run_train(name, work / f"{train}.extxyz", valid, epochs, dtype, work / "peer", swa, foundation)
 
 
 def run_peer(setting: str, work: Path, epochs: int, pretrain_epochs: int, dtype: str) -> dict:
@@ -125,34 +92,7 @@ def run_peer(setting: str, work: Path, epochs: int, pretrain_epochs: int, dtype:
         curve = _mace_run(work, "peer", "train250", epochs, True, dtype)
         model = work / "peer" / "peer_stagetwo.model"
     seconds = time.perf_counter() - start
-    return {"seconds": seconds, "pretrain_seconds": offset, "curve": curve, **_peer_errors(model, _read(work, "test"), dtype)}
-
-
-def _peer_errors(model_path: Path, test, dtype: str) -> dict:
-    import torch
-
-    from ase_asteroid.models.mace_import import import_mace
-
-    import_mace()  # mace before e3nn, without leaving torch.load unsafe for the rest of the run
-    from mace.calculators import MACECalculator
-
-    # mace_run_train writes a pickled model: this run's own file, so it is loaded with the unpickler on purpose
-    peer = torch.load(model_path, map_location="cpu", weights_only=False)
-    calc = MACECalculator(models=peer, device="cpu", default_dtype=dtype)
-    force_errors, energy_errors = [], []
-    for c in test:
-        atoms = c.to_atoms()
-        atoms.calc = calc
-        force_errors.append(np.abs(atoms.get_forces() - c.forces).ravel())
-        energy_errors.append(abs(atoms.get_potential_energy() - c.energy))
-    return _summary(float(np.mean(np.concatenate(force_errors))), float(np.mean(energy_errors)))
-
-
-def _summary(force_mae_eV_per_A: float, energy_mae_eV: float) -> dict:
-    from ase_asteroid import units
-    return {"force_mae_meV_per_A": 1000 * force_mae_eV_per_A, "energy_mae_meV": 1000 * energy_mae_eV,
-            "force_mae_kcal_per_mol_A": float(units.from_eV_per_A(force_mae_eV_per_A, "kcal/mol/Å")),
-            "energy_mae_kcal_per_mol": float(energy_mae_eV / units.energy_factor("kcal/mol"))}
+    return {"seconds": seconds, "pretrain_seconds": offset, "curve": curve, **model_errors(model, _read(work, "test"), dtype)}
 
 
 def run_ours(setting: str, work: Path, epochs: int, pretrain_epochs: int, dtype: str) -> dict:
@@ -185,7 +125,7 @@ def run_ours(setting: str, work: Path, epochs: int, pretrain_epochs: int, dtype:
         offset += history[-1]["elapsed_s"]
     e = evaluate(final, _read(work, "test"))
     return {"seconds": seconds, "pretrain_seconds": offset - history[-1]["elapsed_s"] if setting == "finetune" else 0.0,
-            "curve": curve, **_summary(e["force_mae_meV_per_A"] / 1000, e["energy_mae_meV"] / 1000)}
+            "curve": curve, **error_summary(e["force_mae_meV_per_A"] / 1000, e["energy_mae_meV"] / 1000)}
 
 
 def run_settings(setting: str, trainer: str, args) -> dict:
