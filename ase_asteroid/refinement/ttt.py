@@ -8,8 +8,10 @@ its checkpoint, are never changed.
 TTT is for structures the model has not learnt. With the default gate, it adapts only
 when the prior head's loss on the structures at hand exceeds `gate` times its loss on the
 training structures (``model.extras.prior_train_loss``, stored by training): adapting
-where there is nothing to learn only adds noise (the ratios measured on training and
-unseen molecules: docs/benchmarks.md, "Test-time refinement")."""
+where there is nothing to learn only adds noise. Measured (docs/benchmarks.md, "Test-time
+refinement"): the ratio was 0.1-1.9 on the training molecules' test sets, where always
+adapting changed errors by -0.6 to +7.4 %, and 66-128 on unseen molecules, where TTT lowered
+them by 15-20 %."""
 
 from __future__ import annotations
 
