@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Molecular dynamics with ase_asteroid force fields: stability sweeps across step sizes."))
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     stability = commands.add_parser("stability", help="Langevin MD across step sizes and replicas")
-    stability.add_argument("models", nargs="*", help="checkpoints (model.ckpt)")
+    stability.add_argument("models", nargs="*", help="checkpoints (model.ckpt), named by their file stem, or NAME=PATH")
     stability.add_argument("--calculator", action="append", default=[],
                            help="a reference method run beside the models (gfn2-xtb, gfn1-xtb, lj, gaff2); repeatable")
     _common(stability)
@@ -82,10 +82,23 @@ def _criteria(args):
     return DivergenceCriteria(args.bond_deviation_A, args.max_distance_increase_A, args.max_temperature_factor)
 
 
+def model_sources(models: list[str], calculators: list[str]) -> dict[str, str]:
+    """{name: checkpoint or method} for the sweep: a model is named by its file's stem, or
+    by NAME in NAME=PATH; ValueError if two would share a name (one would be lost)."""
+    named = [tuple(m.split("=", 1)) if "=" in m and not Path(m).exists() else (Path(m).stem, m) for m in models]
+    named += [(c, c) for c in calculators]
+    names = [name for name, _ in named]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ValueError(f"two models would both be named {', '.join(map(repr, repeated))} in the sweep; "
+                         "name them with NAME=PATH, e.g. standard=runs/a/model.ckpt asteroid=runs/b/model.ckpt")
+    return dict(named)
+
+
 def stability(args) -> str:
     from .stability import SweepConfig, run_sweep, write_outputs
 
-    sources = {Path(m).stem: m for m in args.models} | {c: c for c in args.calculator}
+    sources = model_sources(args.models, args.calculator)
     if not sources:
         raise ValueError("give at least one checkpoint or --calculator")
     config = SweepConfig(tuple(args.step_sizes_fs), args.replicas, args.time_ps, args.temperature_K,

@@ -315,6 +315,24 @@ def test_bad_input_fails_before_any_run(extra, message, checkpoint, tmp_path, ca
     assert not (tmp_path / "out" / "runs.jsonl").exists()
 
 
+def test_models_with_the_same_file_name_need_names(checkpoint, tmp_path, capsys):
+    """Two runs' model.ckpt would share a name and one would silently replace the other:
+    refused before any run, and NAME=PATH names them."""
+    import shutil
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        shutil.copy(checkpoint, tmp_path / folder / "model.ckpt")
+    a, b = str(tmp_path / "a" / "model.ckpt"), str(tmp_path / "b" / "model.ckpt")
+    argv = ["stability", "--molecule", str(FIXTURES / "ethanol_gfn2-xtb.extxyz"), "--step-sizes-fs", "0.5",
+            "--replicas", "1", "--time-ps", "0.002", "--out", str(tmp_path / "out")]
+    assert md_cli.main(argv + [a, b]) == 1
+    assert "would both be named 'model'" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "runs.jsonl").exists()
+    assert md_cli.main(argv + [f"standard={a}", f"asteroid={b}"]) == 0
+    assert "| step (fs) | standard | asteroid |" in capsys.readouterr().out
+    assert md_cli.model_sources([a], ["lj"]) == {"model": a, "lj": "lj"}
+
+
 def test_single_run_writes_a_trajectory(checkpoint, tmp_path, capsys):
     traj = tmp_path / "md.traj"
     assert md_cli.main(["run", checkpoint, "--molecule", str(FIXTURES / "ethanol_gfn2-xtb.extxyz"),
