@@ -15,7 +15,8 @@ then default_rng(0).permutation picks N cheap training configurations ([:N], nes
 across N) and 100 for cheap validation ([-100:]).
 
 Runs (each a row of the results file, which is appended as runs finish; a rerun skips the
-rows it has): standard (250), asteroid (200 + N, γ chosen by validation after
+rows it has): standard (250, and ``--standard-sizes`` more for the data-efficiency curve:
+perm[:250] then perm[300:500], the configurations outside validation and test), asteroid (200 + N, γ chosen by validation after
 fine-tuning if several are given), pretrain_finetune (no bias weights, γ = ∞) whose
 pre-trained stage is also the cheap_only row, score_matching (the rMD17 geometries
 of the largest N with labels removed, 500 K, the temperature of the MD17 trajectories), and
@@ -69,16 +70,25 @@ SM_TEMPERATURE_K = 500.0
 OTHER = {"new": "old", "old": "new"}  # multi_head3's third head: the other label set of the rMD17 files
 
 
-def accurate_splits(data_dir: Path, molecule: str) -> tuple[Dataset, Dataset, Dataset, Dataset, Dataset]:
-    """train (250), train (200), val, test, and every CCSD configuration (for leakage)."""
+def accurate_splits(data_dir: Path, molecule: str) -> tuple[Dataset, Dataset, Dataset, Dataset]:
+    """training pool (a run on n accurate labels takes its first n: perm[:250], then
+    perm[300:500], or perm[300:] where the test set is a file of its own), val, test, and
+    every CCSD configuration (for leakage)."""
     data = read_dataset(data_dir / ACCURATE[molecule])
     perm = np.random.default_rng(0).permutation(len(data))
     if molecule in OFFICIAL_TEST:
         test = read_dataset(data_dir / OFFICIAL_TEST[molecule])
-        everything = Dataset(list(data) + list(test))
+        everything, stop = Dataset(list(data) + list(test)), len(perm)
     else:
-        test, everything = data.subset(perm[500:]), data
-    return data.subset(perm[:250]), data.subset(perm[:200]), data.subset(perm[250:300]), test, everything
+        test, everything, stop = data.subset(perm[500:]), data, 500
+    pool = data.subset(np.concatenate([perm[:250], perm[300:stop]]))
+    return pool, data.subset(perm[250:300]), test, everything
+
+
+def accurate_train(pool: Dataset, n: int) -> Dataset:
+    if n > len(pool):
+        raise ValueError(f"{n} accurate training labels asked for; the protocol leaves {len(pool)} outside validation and test")
+    return pool.subset(range(n))
 
 
 def cheap_pool(data_dir: Path, molecule: str, ccsd: Dataset | None, cache: Path, labels: str = "new") -> Dataset:
@@ -127,7 +137,8 @@ def run_one(spec: dict, data: dict, args) -> list[dict]:
     pretrain = {**args.fit, "epochs": pretrain_epochs, "seed": seed} if n else {}
     out = args.results.parent / "runs" / "_".join(str(v) for v in spec.values())
     if spec["method"] == "mace_torch_finetune":
-        return [peer_finetune(spec, {"cheap": cheap, "cheap_val": cheap_val, "train": data["train200"],
+        return [peer_finetune(spec, {"cheap": cheap, "cheap_val": cheap_val,
+                                     "train": accurate_train(data["train"], spec["accurate"]),
                                      "val": data["val"]}, data["test"], out, pretrain_epochs, args.epochs, dtype)]
     method, more = spec["method"], ()
     if method.startswith("multi_head"):  # one joint stage, as many configuration visits as the others' stages
@@ -141,7 +152,7 @@ def run_one(spec: dict, data: dict, args) -> list[dict]:
                          gamma_iqr_fractions=list(args.gamma_iqr_fractions),
                          temperature_K=SM_TEMPERATURE_K, fit=fit, pretrain_fit=pretrain, out=str(out), seed=seed,
                          accurate_repeats=4 if method == "multi_head" else 1)
-    train = data["train250"] if spec["accurate"] == 250 else data["train200"]
+    train = accurate_train(data["train"], spec["accurate"])
     shared_bias = args.results.parent / "runs" / f"{spec['molecule']}_{spec['backend']}_seed{seed}_bias_identification.ckpt"
     if spec["method"] == "asteroid" and shared_bias.exists():  # stage 1 does not depend on N: train it once
         out.mkdir(parents=True, exist_ok=True)
@@ -197,7 +208,8 @@ def planned(args) -> list[dict]:
             if method == "mace_torch_finetune" and backend != "mace":
                 continue  # the peer trains MACE only
             runs += [{**common, "method": method, "cheap": n, "accurate": 200, "labels": labels} for n in sizes]
-        runs.append({**common, "method": "standard", "cheap": 0, "accurate": 250, "labels": "-"})  # the baseline last
+        runs += [{**common, "method": "standard", "cheap": 0, "accurate": n, "labels": "-"}  # the baselines last
+                 for n in args.standard_sizes]
     return runs
 
 
@@ -253,10 +265,41 @@ def table(rows: list[dict], args) -> str:
                      f"{r['labels']} | {r['seeds']} | {r['force_mae_kcal_per_mol_A']:.3f}{spread} "
                      f"({r['force_mae_meV_per_A']:.1f}) | {ratio} | "
                      f"{r['energy_mae_meV']:.1f} | {gamma} | {minutes} |")
+    lines += [""] + sample_efficiency(rows)
     lines += ["", "Paper (Bukharin et al. 2023, Table 3, GemNet, ASTEROID with 200 CCSD(T) + DFT), kcal/mol/Å: " +
               ", ".join(f"{k} {v}" for k, v in PAPER_ASTEROID.items()) + ".",
               peer_anchors()]
     return "\n".join(lines)
+
+
+def sample_efficiency(rows: list[dict]) -> list[str]:
+    """Per molecule and model: how many accurate labels standard training needs to reach the
+    best of our multi-fidelity rows at 200 accurate labels (log-log interpolation between the
+    standard rows; a bound where they do not reach it), and that count over 200."""
+    ours = ("asteroid", "pretrain_finetune", "multi_head", "multi_head3", "score_matching")
+    lines = []
+    for molecule, backend in sorted({(r["molecule"], r["backend"]) for r in rows}):
+        standard = sorted((r["accurate"], r["force_mae_kcal_per_mol_A"]) for r in rows
+                          if (r["molecule"], r["backend"], r["method"]) == (molecule, backend, "standard"))
+        best = min((r for r in rows if (r["molecule"], r["backend"], r["accurate"]) == (molecule, backend, 200)
+                    and r["method"] in ours), key=lambda r: r["force_mae_kcal_per_mol_A"], default=None)
+        if best is None or len(standard) < 2:
+            continue
+        target = best["force_mae_kcal_per_mol_A"]
+        reached = next((i for i, (_, mae) in enumerate(standard) if mae <= target), None)
+        if reached is None:
+            needed = f"more than {standard[-1][0]} (its error there: {standard[-1][1]:.3f})"
+            factor = f"> {standard[-1][0] / 200:.2f}"
+        elif reached == 0:
+            needed, factor = f"at most {standard[0][0]}", f"≤ {standard[0][0] / 200:.2f}"
+        else:
+            (n0, e0), (n1, e1) = standard[reached - 1], standard[reached]
+            n = n0 * (n1 / n0) ** (np.log(target / e0) / np.log(e1 / e0))
+            needed, factor = f"{n:.0f} (interpolated between {n0} and {n1})", f"{n / 200:.2f}"
+        lines.append(f"Sample efficiency, {molecule} {backend}: standard training needs {needed} accurate labels to "
+                     f"reach {best['method']} with 200 + {best['cheap']} ({best['labels']}) at {target:.3f} "
+                     f"kcal/mol/Å: factor {factor}.")
+    return lines
 
 
 def peer_anchors(path: Path = PARITY_RESULTS) -> str:
@@ -288,6 +331,9 @@ def main(argv=None) -> int:
     parser.add_argument("--gammas", nargs="+", type=float, default=[0.05], help="γ grid, eV/Å")
     parser.add_argument("--gamma-iqr-fractions", nargs="+", type=float, default=[],
                         help="instead of --gammas: γ grid as fractions of the interquartile range of B")
+    parser.add_argument("--standard-sizes", nargs="+", type=int, default=[250],
+                        help="accurate labels of the standard runs (250: the equal-cost baseline; more for the "
+                             "data-efficiency curve, at most 450 where the test set is perm[500:])")
     parser.add_argument("--epochs", type=int, default=200, help="epochs of each accurate-data stage")
     parser.add_argument("--pretrain-visits", type=int, default=40000,
                         help="configurations seen in pre-training (epochs = this / N)")
@@ -320,12 +366,12 @@ def main(argv=None) -> int:
             continue  # finished by another process on the same results file since this one started
         labels = "new" if spec["labels"] == "-" else spec["labels"]
         if (spec["molecule"], labels) not in data:
-            train250, train200, val, test, ccsd = accurate_splits(args.data_dir, spec["molecule"])
+            train, val, test, ccsd = accurate_splits(args.data_dir, spec["molecule"])
             cache = args.results.parent / f"cheap_{spec['molecule']}.json"
             pool = cheap_pool(args.data_dir, spec["molecule"], ccsd, cache, labels=labels.split("+")[0])
             if args.corrupt:
                 pool = corrupted(pool, *args.corrupt)
-            data = {(spec["molecule"], labels): dict(train250=train250, train200=train200, val=val, test=test,
+            data = {(spec["molecule"], labels): dict(train=train, val=val, test=test,
                                                      pool=pool, cache=cache)}
         print(f"run {spec}", file=sys.stderr, flush=True)
         for row in run_one(spec, data[(spec["molecule"], labels)], args):
