@@ -173,7 +173,7 @@ def stability(model, prior: str, args, results: Results, ttt: TTTSettings) -> st
     from simulations.langevin import LangevinParameters
 
     lines = ["| molecule | refinement | stable runs | mean time to divergence ps | wall s |", "|---|---|---|---|---|"]
-    for molecule in UNSEEN:
+    for molecule in args.md_molecules:
         start = load(args.data_dir, molecule, "test", 1)[0].to_atoms()
         for refine in (None, "ttt"):
             def measure():
@@ -188,7 +188,8 @@ def stability(model, prior: str, args, results: Results, ttt: TTTSettings) -> st
                         "ttt_adapted": refinement.get("ttt_adapted"),
                         "divergence_ps": [r.time_ps for r in runs if not r.stable],
                         "seconds": time.perf_counter() - began}
-            r = results.row(prior, "stability", f"{molecule}_{refine or 'none'}", measure)
+            settings = f"{args.md_replicas}x{args.md_time_ps:g}ps_{args.md_timestep_fs:g}fs"
+            r = results.row(prior, "stability", f"{molecule}_{refine or 'none'}_{settings}", measure)
             mean = np.mean(r["divergence_ps"]) if r["divergence_ps"] else float("nan")
             lines.append(f"| {molecule} | {refine or 'none'} | {r['stable']}/{r['replicas']} | {mean:.3f} | "
                          f"{r['seconds']:.0f} |")
@@ -230,6 +231,7 @@ def main(argv=None) -> int:
                         help="the gated TTT column's gate (the other TTT columns adapt always)")
     parser.add_argument("--grid-steps", type=int, nargs="*", default=[20, 100])
     parser.add_argument("--grid-lr", type=float, nargs="*", default=[1e-4, 1e-3])
+    parser.add_argument("--md-molecules", nargs="+", default=list(UNSEEN), choices=list(UNSEEN))
     parser.add_argument("--md-replicas", type=int, default=20)
     parser.add_argument("--md-time-ps", type=float, default=1.0)
     parser.add_argument("--md-timestep-fs", type=float, default=0.5)
@@ -254,7 +256,7 @@ def main(argv=None) -> int:
                      f"{args.ttt_lr}, on each test set. Force MAE, meV/Å:",
                      refinement_table(refinement_rows(model, prior, args, results, ttt), ttt.gate)]
         if "stability" in args.parts:
-            sections += [f"MD on the unseen molecules: {args.md_replicas} replicas, {args.md_time_ps} ps at "
+            sections += [f"MD on {', '.join(args.md_molecules)}: {args.md_replicas} replicas, {args.md_time_ps} ps at "
                          f"{args.md_timestep_fs} fs, 500 K, default divergence criteria; TTT on the starting "
                          "structure:", stability(model, prior, args, results, ttt)]
         if "fine_tuning" in args.parts:
