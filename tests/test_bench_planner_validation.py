@@ -1,0 +1,50 @@
+"""bench/planner_validation.py: leave-one-out predictions of the planner on result rows."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).parents[1] / "bench"
+
+
+def _bench():
+    sys.path.insert(0, str(BENCH))
+    spec = importlib.util.spec_from_file_location("planner_validation", BENCH / "planner_validation.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _row(n: int, mae: float, seed: int = 0, method: str = "standard") -> dict:
+    return {"molecule": "ethanol", "backend": "mace", "labels": "-", "method": method, "accurate": n, "cheap": 0,
+            "seed": seed, "force_mae_kcal_per_mol_A": mae}
+
+
+def test_a_power_law_is_predicted_exactly_and_seeds_are_averaged(tmp_path, capsys):
+    bench = _bench()
+    rows = [_row(n, 2.0 * n ** -0.5) for n in (100, 200, 400)]
+    rows += [_row(800, 2.0 * 800 ** -0.5 * 1.5, seed=1), _row(800, 2.0 * 800 ** -0.5 * 0.5, seed=2)]  # mean on the law
+    rows += [_row(100, 5.0, method="cheap_only"), _row(250, 1.0, method="other"), _row(500, 0.5, method="other")]
+    path = tmp_path / "rows.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    points = bench.curves_of(rows)[("ethanol", "mace", "-", "standard")]
+    assert points[(800, 0)] == pytest.approx(2.0 * 800 ** -0.5)
+    predictions = bench.leave_one_out(points, "standard")
+    assert len(predictions) == 4 and all(p["measured"] == pytest.approx(p["predicted"]) for p in predictions)
+    assert [p["extrapolated"] for p in predictions] == [True, False, False, True]
+    assert bench.main(["--results", str(path), "--where", "backend=mace"]) == 0
+    out = capsys.readouterr().out
+    assert "Within 25% of the measured error: 4 of 4 predictions." in out
+    assert "| other |" not in out  # two counts: nothing to leave out
+
+
+def test_a_prediction_off_by_more_than_the_tolerance_is_counted_as_missed():
+    bench = _bench()
+    points = {(100, 0): 1.0, (200, 0): 0.5, (400, 0): 0.5}
+    text = bench.table({("ethanol", "mace", "-", "standard"): bench.leave_one_out(points, "standard")})
+    assert "Within 25% of the measured error: 0 of 3 predictions." in text  # ratios 2, 0.71, 2
