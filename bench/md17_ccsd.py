@@ -302,6 +302,44 @@ def sample_efficiency(rows: list[dict]) -> list[str]:
     return lines
 
 
+def learning_curve_figure(rows: list[dict], path: Path) -> bool:
+    """Log-log force MAE against accurate labels per molecule and model: the standard runs as a
+    line, every other method (with cheap labels) as points at its accurate count; False (no
+    figure) where no molecule has two standard counts."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    rows = mean_over_seeds(rows)
+    groups = sorted({(r["molecule"], r["backend"]) for r in rows})
+    groups = [g for g in groups if len({r["accurate"] for r in rows if (r["molecule"], r["backend"]) == g
+                                        and r["method"] == "standard"}) >= 2]
+    if not groups:
+        return False
+    fig, axes = plt.subplots(1, len(groups), figsize=(5 * len(groups), 3.8), squeeze=False)
+    for ax, group in zip(axes[0], groups):
+        mine = [r for r in rows if (r["molecule"], r["backend"]) == group and r["method"] != "cheap_only"]
+        standard = sorted((r["accurate"], r["force_mae_kcal_per_mol_A"]) for r in mine if r["method"] == "standard")
+        ax.plot(*zip(*standard), "o-", color="k", label="standard (accurate labels only)")
+        for r in mine:
+            if r["method"] != "standard":
+                ax.plot(r["accurate"], r["force_mae_kcal_per_mol_A"], "*", markersize=11,
+                        label=f"{r['method']} + {r['cheap']} cheap ({r['labels']})")
+        ax.set(xscale="log", yscale="log", xlabel="accurate training labels", ylabel="test force MAE, kcal/mol/Å",
+               title=f"{group[0]}, {group[1]}")
+        ax.set_xticks(sorted({r["accurate"] for r in mine}))
+        for axis in (ax.xaxis, ax.yaxis):
+            axis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+            axis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%.2f") if axis is ax.yaxis
+                                     else matplotlib.ticker.NullFormatter())
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
 def peer_anchors(path: Path = PARITY_RESULTS) -> str:
     """mace-torch's results on ethanol from bench/trainer_parity.py's results file: its newest run per setting."""
     newest = {}
@@ -381,7 +419,13 @@ def main(argv=None) -> int:
             print(f"  {row['method']}: {row['force_mae_kcal_per_mol_A']:.3f} kcal/mol/Å "
                   f"({row['seconds'] / 60:.1f} min)", file=sys.stderr, flush=True)
     command = "python bench/md17_ccsd.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    report(table(done, args), args.section, command, args.write)
+    text = table(done, args)
+    if args.write:
+        figure = args.write.parent / "figures" / f"{args.section}_learning_curve.png"
+        figure.parent.mkdir(parents=True, exist_ok=True)
+        if learning_curve_figure(done, figure):
+            text += f"\n\n![force MAE against accurate labels]({figure.relative_to(args.write.parent)})"
+    report(text, args.section, command, args.write)
     return 0
 
 
