@@ -16,8 +16,8 @@ across N) and 100 for cheap validation ([-100:]).
 
 Runs (each a row of the results file, which is appended as runs finish; a rerun skips the
 rows it has): standard (250, and ``--standard-sizes`` more for the data-efficiency curve:
-perm[:250] then perm[300:500], the configurations outside validation and test), asteroid (200 + N, γ chosen by validation after
-fine-tuning if several are given), pretrain_finetune (no bias weights, γ = ∞) whose
+perm[:250] then perm[300:500], the configurations outside validation and test), asteroid
+(200 + N, γ chosen by validation after fine-tuning if several are given), pretrain_finetune (no bias weights, γ = ∞) whose
 pre-trained stage is also the cheap_only row, score_matching (the rMD17 geometries
 of the largest N with labels removed, 500 K, the temperature of the MD17 trajectories), and
 mace_torch_finetune: the peer a user would pick instead, mace-torch's own trainer on the same
