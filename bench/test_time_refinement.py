@@ -190,8 +190,8 @@ def stability(model, prior: str, args, results: Results, ttt: TTTSettings) -> st
                         "seconds": time.perf_counter() - began}
             settings = f"{args.md_replicas}x{args.md_time_ps:g}ps_{args.md_timestep_fs:g}fs"
             r = results.row(prior, "stability", f"{molecule}_{refine or 'none'}_{settings}", measure)
-            mean = np.mean(r["divergence_ps"]) if r["divergence_ps"] else float("nan")
-            lines.append(f"| {molecule} | {refine or 'none'} | {r['stable']}/{r['replicas']} | {mean:.3f} | "
+            mean = f"{np.mean(r['divergence_ps']):.3f}" if r["divergence_ps"] else "- (none diverged)"
+            lines.append(f"| {molecule} | {refine or 'none'} | {r['stable']}/{r['replicas']} | {mean} | "
                          f"{r['seconds']:.0f} |")
     return "\n".join(lines)
 
