@@ -100,6 +100,8 @@ def fit_learning_curve(accurate: Sequence[float], errors: Sequence[float], cheap
 
 #: Row keys that must not vary within one learning curve (rows of bench/md17_ccsd.py carry them).
 SETTING_KEYS = ("molecule", "backend", "labels")
+#: The same for a curve without cheap labels: their label set does not enter it.
+ACCURATE_ONLY_KEYS = ("molecule", "backend")
 
 
 def read_rows(paths: Sequence, molecule: str | None = None, where: dict[str, str] | None = None) -> list[dict]:
@@ -148,7 +150,7 @@ def fit_curves(rows: Sequence[dict], cheap_method: str | None = None) -> tuple[l
         groups.setdefault((row["method"], source), []).append(row)
     curves, notes = [], []
     for (method, source), group in groups.items():
-        for setting in SETTING_KEYS:
+        for setting in SETTING_KEYS if source else ACCURATE_ONLY_KEYS:
             values = sorted({str(r[setting]) for r in group if setting in r})
             if len(values) > 1:
                 raise ValueError(f"the pilot rows of method {method!r} mix {setting} values {', '.join(values)}: "

@@ -33,7 +33,8 @@ def curves_of(rows: list[dict]) -> dict[tuple, dict[tuple, float]]:
     for r in rows:
         if r["method"] == "cheap_only":  # no accurate labels: not a point of any planner curve
             continue
-        group = tuple(str(r.get(k, "")) for k in SETTING_KEYS) + (r["method"],)
+        settings = {**r, "labels": r.get("labels", "") if r.get("cheap") else "-"}  # no cheap labels, no label set
+        group = tuple(str(settings.get(k, "")) for k in SETTING_KEYS) + (r["method"],)
         groups.setdefault(group, {}).setdefault((r["accurate"], r.get("cheap", 0)), []).append(r[KEY])
     return {g: {n: float(np.mean(v)) for n, v in points.items()} for g, points in groups.items()}
 

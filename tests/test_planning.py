@@ -115,3 +115,17 @@ def test_rows_of_different_backends_are_not_mixed_in_one_curve(tmp_path):
         fit_curves(read_rows([tmp_path / "rows.json"]))
     (curve,), _ = fit_curves(read_rows([tmp_path / "rows.json"], where={"backend": "mace"}))
     assert curve.n_rows == 3 and math.exp(curve.coefficients[0]) == pytest.approx(1.0)
+
+
+def test_a_curve_without_cheap_labels_ignores_their_label_set_but_one_with_them_does_not():
+    """bench/md17_ccsd.py writes stage 1's standard row with the cheap label set of its run
+    ("old") and the other standard rows with "-": one accurate-only curve all the same."""
+    rows = [{"method": "standard", "accurate": n, "cheap": 0, "labels": labels, "force_mae": n ** -0.5}
+            for n, labels in ((200, "old"), (250, "-"), (450, "-"))]
+    (curve,), notes = fit_curves(rows)
+    assert curve.n_rows == 3 and curve.exponents[0] == pytest.approx(0.5) and not notes
+    cheap = [{"method": "asteroid", "accurate": a, "cheap": m, "labels": labels, "cheap_method": "dft",
+              "force_mae": a ** -0.5 * m ** -0.1} for a, m, labels in ((200, 1000, "old"), (400, 2000, "new"),
+                                                                       (200, 4000, "old"))]
+    with pytest.raises(ValueError, match="mix labels values new, old"):
+        fit_curves(cheap)
