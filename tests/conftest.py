@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import importlib.util
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -71,3 +73,13 @@ def train_with_prior(folder: Path, prior: str, train: int, val: int, epochs: int
     (folder / "run.yaml").write_text(yaml.safe_dump(values))
     assert cli.main(["train", "--config", str(folder / "run.yaml")]) == 0
     return folder / "out" / "standard.ckpt"
+
+
+def bench_module(name: str):
+    """bench/NAME.py as a module (bench/ is put on sys.path first: its scripts import each other)."""
+    bench = Path(__file__).parents[1] / "bench"
+    sys.path.insert(0, str(bench))
+    spec = importlib.util.spec_from_file_location(f"{name}_bench", bench / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -2,26 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import SHARED_MD17
+from conftest import SHARED_MD17, bench_module
 
-BENCH = Path(__file__).parents[1] / "bench"
 STRATEGIES = ("random", "fps-geometry", "fps-model", "bias", "committee")
 
 
 def _bench():
-    sys.path.insert(0, str(BENCH))
-    spec = importlib.util.spec_from_file_location("acquisition_bench", BENCH / "acquisition.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return bench_module("acquisition")
 
 
 def test_labels_to_reach_interpolates_on_log_log_axes():
