@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from docs_section import report
+from overrides import key_values
 
 from ase_asteroid.data import Dataset, read_dataset
 from ase_asteroid.evaluation import evaluate
@@ -204,12 +205,13 @@ def fine_tuning(model, prior: str, args, results: Results, ttt: TTTSettings) -> 
         for refine in (None, "ttt"):
             def measure():
                 start, _ = refine_model(model, list(test) + list(pool.subset(range(n))), refine, ttt)
-                config = recipe(args.backend, "finetune", {"epochs": args.finetune_epochs})
+                config = recipe(args.backend, "finetune", {"epochs": args.finetune_epochs, **args.finetune_fit})
                 config = replace(config, batch_size=min(config.batch_size, n))
                 tuned, _ = fit(copy.deepcopy(start), pool.subset(range(n)), pool.subset(range(150, 200)), config,
                                progress=False)
                 return {"force_mae_meV_per_A": evaluate(tuned, test)["force_mae_meV_per_A"]}
-            r = results.row(prior, "fine_tuning", f"{n}_{refine or 'none'}", measure)
+            changed = "".join(f"_{k}={v}" for k, v in sorted(args.finetune_fit.items()))  # the recipe's own: no suffix
+            r = results.row(prior, "fine_tuning", f"{n}_{refine or 'none'}{changed}", measure)
             lines.append(f"| {n} | {'model after TTT' if refine else 'model'} | {r['force_mae_meV_per_A']:.1f} |")
     return "\n".join(lines)
 
@@ -237,12 +239,15 @@ def main(argv=None) -> int:
     parser.add_argument("--md-timestep-fs", type=float, default=0.5)
     parser.add_argument("--finetune-labels", type=int, nargs="+", default=[10, 50])
     parser.add_argument("--finetune-epochs", type=int, default=30)
+    parser.add_argument("--finetune-fit", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="override fine-tuning recipe keys, e.g. lr=0.001 (rows are named by them)")
     parser.add_argument("--parts", nargs="+", default=["refinement", "stability", "fine_tuning", "ttt_grid"],
                         choices=["refinement", "stability", "fine_tuning", "ttt_grid"])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--progress", action="store_true")
     parser.add_argument("--write", type=Path)
     args = parser.parse_args(argv)
+    args.finetune_fit = key_values(args.finetune_fit)
     torch.set_num_threads(args.threads)
     results, ttt, sections = Results(args.out / "results.jsonl"), TTTSettings(args.ttt_steps, args.ttt_lr, gate=args.ttt_gate), []
     for prior in args.priors:
