@@ -36,7 +36,6 @@ from tqdm import tqdm
 
 from .data import Dataset
 from .data.tools import matching_pairs
-from .graph import batch_configurations
 from .models import ForceField, check_species
 
 STRATEGIES = ("random", "fps-geometry", "fps-model", "bias", "committee")
@@ -179,7 +178,7 @@ def model_descriptors(model: ForceField, data: Dataset, batch_size: int = 50) ->
     model.eval()
     means = []
     for start in range(0, len(data), batch_size):
-        batch = batch_configurations(data[start:start + batch_size], model.cutoff).to(dtype=model.dtype)
+        batch = model.batch_of(data[start:start + batch_size])
         features = model.node_features(batch).double().cpu()
         sums = torch.zeros(batch.num_graphs, features.shape[1], dtype=torch.float64).index_add(0, batch.batch.cpu(), features)
         means.append((sums / (batch.ptr[1:] - batch.ptr[:-1]).cpu()[:, None]).numpy())

@@ -20,7 +20,7 @@ from ase import Atoms
 
 from .checkpoint import load_checkpoint
 from .delta import BaselineAdder
-from .graph import Batch, batch_configurations, collate, make_graph, replica_batch
+from .graph import Batch, collate, make_graph, replica_batch
 from .models import ForceField, check_species
 from .refinement.refine import check_refinable, refine_model
 from .refinement.settings import RefineSettings
@@ -159,7 +159,7 @@ class Predictor:
             self._refined or self.model)
         for start in range(0, len(configs), batch_size):
             chunk = configs[start:start + batch_size]
-            batch = batch_configurations(chunk, model.cutoff, {self.fidelity: self.row}).to(dtype=model.dtype)
+            batch = model.batch_of(chunk)
             output = model(batch)
             energies = output["energy"].detach().double().cpu().numpy()
             bounds = batch.ptr.tolist()

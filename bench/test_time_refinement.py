@@ -34,7 +34,6 @@ from overrides import key_values
 
 from ase_asteroid.data import Dataset, read_dataset
 from ase_asteroid.evaluation import evaluate
-from ase_asteroid.graph import batch_configurations
 from ase_asteroid.losses import energy_force_loss
 from ase_asteroid.predictor import Predictor
 from ase_asteroid.refinement.prior import prior_labelled
@@ -119,11 +118,10 @@ def gradient_cosine(model, test: Dataset) -> float:
     loss (the prior's labels: what TTT descends) and the accurate head's loss (the true labels)."""
     model = copy.deepcopy(model).train()
     params = list(model.representation_parameters())
-    index = {f: i for i, f in enumerate(model.fidelities)}
     accurate = Dataset([c.with_(fidelity=model.fidelities[0]) for c in test])
 
     def gradient(data) -> torch.Tensor:
-        batch = batch_configurations(list(data), model.cutoff, index).to(dtype=model.dtype)
+        batch = model.batch_of(data)
         grads = torch.autograd.grad(energy_force_loss(model(batch), batch, rho=0.0), params, allow_unused=True)
         return torch.cat([(g if g is not None else torch.zeros_like(p)).flatten() for g, p in zip(grads, params)])
 

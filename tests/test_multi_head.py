@@ -22,8 +22,7 @@ def two_heads(request, xtb_data, lj_data):
 
 def _head_gradients(model, configs):
     model.zero_grad()
-    index = {f: i for i, f in enumerate(model.fidelities)}
-    model(batch_configurations(configs, model.cutoff, index), compute_forces=False)["energy"].sum().backward()
+    model(model.batch_of(configs), compute_forces=False)["energy"].sum().backward()
     return {name: p.grad.clone() if p.grad is not None else torch.zeros_like(p) for name, p in model.named_parameters()}
 
 

@@ -169,6 +169,15 @@ class ForceField(nn.Module):
         """The readout head of each graph [B] (from its fidelity row)."""
         return self.head_of_fidelity[batch.fidelity]
 
+    def fidelity_rows(self) -> dict[str, int]:
+        """{fidelity: its row in the reference table}: what a graph of that fidelity carries."""
+        return {f: i for i, f in enumerate(self.fidelities)}
+
+    def batch_of(self, configs: Sequence) -> Batch:
+        """One batch of `configs` for this model: its cutoff and dtype, each configuration's
+        fidelity label as its row (row 0 for a label the model does not know)."""
+        return batch_configurations(list(configs), self.cutoff, self.fidelity_rows()).to(dtype=self.dtype)
+
     def fidelity_index(self, fidelity: str | None) -> int:
         """Row of `fidelity` in the reference table; None gives the default (0)."""
         if fidelity is None:
@@ -224,8 +233,7 @@ def predict_in_batches(model: ForceField, configs: Sequence, batch_size: int = 5
     """(batch, model output) over `configs` in eval mode, in the model's dtype, each
     configuration predicted with the reference row of its fidelity label (row 0 if unknown)."""
     model.eval()
-    index = {f: i for i, f in enumerate(model.fidelities)}
     configs = list(configs)
     for start in range(0, len(configs), batch_size):
-        batch = batch_configurations(configs[start:start + batch_size], model.cutoff, index).to(dtype=model.dtype)
+        batch = model.batch_of(configs[start:start + batch_size])
         yield batch, model(batch, compute_forces=compute_forces)

@@ -21,7 +21,6 @@ import time
 import torch
 
 from ..data import Dataset
-from ..graph import batch_configurations
 from ..losses import energy_force_loss
 from .prior import prior_labelled
 from .settings import TTTSettings
@@ -52,8 +51,7 @@ def adapt_to_structures(model, configs, settings: TTTSettings = TTTSettings()) -
         p.requires_grad_(False)
     for p in trainable:
         p.requires_grad_(True)
-    index = {f: i for i, f in enumerate(adapted.fidelities)}
-    batch = batch_configurations(list(labelled), adapted.cutoff, index).to(dtype=adapted.dtype)
+    batch = adapted.batch_of(labelled)
     if settings.optimizer == "sgd":
         optimizer = torch.optim.SGD(trainable, lr=settings.lr, momentum=settings.momentum)
     else:
@@ -78,10 +76,9 @@ def prior_loss(model, labelled, batch_size: int = 50) -> float:
     """The prior head's force loss (mean squared error over atoms and components, (eV/Å)²,
     unweighted) on structures labelled by the prior (refinement.prior.prior_labelled)."""
     configs = [c.with_(weight=1.0) for c in labelled]
-    index = {f: i for i, f in enumerate(model.fidelities)}
     total, atoms = 0.0, 0
     for begin in range(0, len(configs), batch_size):
-        batch = batch_configurations(configs[begin:begin + batch_size], model.cutoff, index).to(dtype=model.dtype)
+        batch = model.batch_of(configs[begin:begin + batch_size])
         loss = energy_force_loss(model(batch), batch, rho=0.0)
         total, atoms = total + float(loss.detach()) * batch.num_atoms, atoms + batch.num_atoms
     return total / atoms

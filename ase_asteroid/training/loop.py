@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import copy
 import math
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -262,7 +261,7 @@ class _Loop:
     per-epoch history), which is what a state file saves and restores."""
 
     def __init__(self, model: ForceField, train: Dataset, config: FitConfig) -> None:
-        index = {f: i for i, f in enumerate(model.fidelities)}
+        index = model.fidelity_rows()
         self.model, self.config = model, config
         self.graphs = [graph_from_configuration(c, model.cutoff, index).to(dtype=model.dtype) for c in train]
         self.steps_per_epoch = -(-len(self.graphs) // config.batch_size)

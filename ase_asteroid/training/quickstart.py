@@ -87,9 +87,8 @@ def format_table(rows: list[dict]) -> str:
 def _plot(baseline, tuned, test, out: Path, path: Path) -> None:
     """Parity plots of both models on the test set, and the learning curves of every stage."""
     from ..figures import parity_axes, pyplot, save_figure
-    from ..graph import batch_configurations
 
-    batch = batch_configurations(test, baseline.cutoff).to(dtype=baseline.dtype)
+    batch = baseline.batch_of(test)
     reference = batch.forces.numpy().ravel()
     fig, axes = pyplot().subplots(1, 3, figsize=(12, 4))
     for ax, (name, model) in zip(axes, (("standard", baseline), ("ASTEROID", tuned))):
