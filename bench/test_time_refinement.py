@@ -61,13 +61,19 @@ class Results:
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.rows = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+        self.rows = self._read()
+
+    def _read(self) -> list[dict]:
+        return [json.loads(line) for line in self.path.read_text().splitlines()] if self.path.exists() else []
 
     def get(self, prior: str, part: str, name: str) -> dict | None:
         return next((r for r in self.rows if (r["prior"], r["part"], r["name"]) == (prior, part, name)), None)
 
     def row(self, prior: str, part: str, name: str, measure) -> dict:
         found = self.get(prior, part, name)
+        if found is None:  # another run on the same file may have measured it since this one started
+            self.rows = self._read()
+            found = self.get(prior, part, name)
         if found is None:
             found = {"prior": prior, "part": part, "name": name, **measure()}
             self.rows.append(found)
