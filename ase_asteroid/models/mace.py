@@ -76,7 +76,7 @@ class MACEForceField(ForceField):
             self.mace = self._build(config, modules, o3)
 
     @staticmethod
-    def _build(config: MACEConfig, modules, o3) -> "mace.modules.MACE":
+    def _build(config: MACEConfig, modules, o3) -> torch.nn.Module:  # a mace.modules.MACE
         block = modules.interaction_classes["RealAgnosticResidualInteractionBlock"]
         return modules.MACE(
             r_max=config.cutoff, num_bessel=config.num_bessel,
