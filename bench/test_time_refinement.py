@@ -158,6 +158,38 @@ def refinement_table(rows: list[dict], gate: float) -> str:
     return "\n".join(lines)
 
 
+def prior_summary(rows: list[dict], training_seconds: float) -> dict:
+    """One prior's means over the in-distribution and the unseen test sets."""
+    summary = {"training_min": training_seconds / 60}
+    for key, seen in (("in", True), ("unseen", False)):
+        group = [r for r in rows if r["unseen"] != seen]
+        summary[key] = {"always": np.mean([r["ttt"] / r["none"] - 1 for r in group]),
+                        "gated": np.mean([r["ttt_gated"] / r["none"] - 1 for r in group]),
+                        "cosine": np.mean([r["gradient_cosine"] for r in group]),
+                        "ratio": [r["report"]["ttt_prior_loss_before"] / r["report"]["ttt_prior_loss_train"]
+                                  for r in group]}
+    reports = [r["ttt_report"] for r in rows]
+    summary["seconds"] = np.mean([t["seconds_per_structure"] for t in reports])
+    summary["label_seconds"] = np.mean([t["ttt_label_seconds"] / t["ttt_structures"] for t in reports])
+    return summary
+
+
+def summary_table(summaries: dict) -> str:
+    """The priors side by side: mean change of force MAE by TTT, gradient cosine, gate ratios, cost."""
+    lines = ["Priors side by side (means over the three test sets of each group; each prior has its own base model, "
+             "details below):", "",
+             "| prior | base model's training min | TTT always, in distribution | TTT gated, in distribution | "
+             "TTT always, unseen | TTT gated, unseen | gradient cosine in / unseen | prior loss / training, in | "
+             "prior loss / training, unseen | TTT s/structure (labels s) |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for prior, s in summaries.items():
+        ratios = {k: ", ".join(f"{x:.1f}" for x in s[k]["ratio"]) for k in ("in", "unseen")}
+        lines.append(f"| {prior} | {s['training_min']:.0f} | {s['in']['always']:+.1%} | {s['in']['gated']:+.1%} | "
+                     f"{s['unseen']['always']:+.1%} | {s['unseen']['gated']:+.1%} | {s['in']['cosine']:+.2f} / "
+                     f"{s['unseen']['cosine']:+.2f} | {ratios['in']} | {ratios['unseen']} | {s['seconds']:.2f} "
+                     f"({s['label_seconds']:.4f}) |")
+    return "\n".join(lines)
+
+
 def ttt_grid(model, prior: str, args, results: Results) -> str:
     """TTT settings against force MAE on every test set (the main table uses --ttt-steps/--ttt-lr)."""
     tests = {m: load(args.data_dir, m, "test", args.test_per_molecule) for m in TRAIN + UNSEEN}
@@ -205,6 +237,7 @@ def fine_tuning(model, prior: str, args, results: Results, ttt: TTTSettings) -> 
     test = load(args.data_dir, "naphthalene", "test", args.test_per_molecule)
     pool = load(args.data_dir, "naphthalene", "train", 200)
     lines = ["| labels of naphthalene | fine-tuned from | force MAE meV/Å |", "|---|---|---|"]
+    errors = {}
     for n in args.finetune_labels:
         for refine in (None, "ttt"):
             def measure():
@@ -216,8 +249,21 @@ def fine_tuning(model, prior: str, args, results: Results, ttt: TTTSettings) -> 
                 return {"force_mae_meV_per_A": evaluate(tuned, test)["force_mae_meV_per_A"]}
             changed = "".join(f"_{k}={v}" for k, v in sorted(args.finetune_fit.items()))  # the recipe's own: no suffix
             r = results.row(prior, "fine_tuning", f"{n}_{refine or 'none'}{changed}", measure)
+            errors[n, refine] = r["force_mae_meV_per_A"]
             lines.append(f"| {n} | {'model after TTT' if refine else 'model'} | {r['force_mae_meV_per_A']:.1f} |")
-    return "\n".join(lines)
+    return "\n".join(lines) + "\n\n" + labels_needed(errors, args.finetune_labels)
+
+
+def labels_needed(errors: dict, counts: list[int]) -> str:
+    """Per label count: the fewest labels fine-tuning from the plain model needs to be as
+    accurate as fine-tuning from the model after TTT with that many."""
+    parts = []
+    for n in counts:
+        target = errors[n, "ttt"]
+        enough = [m for m in counts if errors[m, None] <= target]
+        parts.append(f"{n} labels after TTT ({target:.1f} meV/Å): "
+                     + (f"{min(enough)} without" if enough else f"more than {max(counts)} without"))
+    return "Labels of naphthalene needed without TTT to match fine-tuning after TTT: " + "; ".join(parts) + "."
 
 
 def main(argv=None) -> int:
@@ -246,35 +292,46 @@ def main(argv=None) -> int:
     parser.add_argument("--finetune-fit", nargs="*", default=[], metavar="KEY=VALUE",
                         help="override fine-tuning recipe keys, e.g. lr=0.001 (rows are named by them)")
     parser.add_argument("--parts", nargs="+", default=["refinement", "stability", "fine_tuning", "ttt_grid"],
-                        choices=["refinement", "stability", "fine_tuning", "ttt_grid"])
+                        choices=["refinement", "stability", "fine_tuning", "ttt_grid"],
+                        help="refinement is measured for every prior, the other parts for the first of --priors")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--progress", action="store_true")
     parser.add_argument("--write", type=Path)
     args = parser.parse_args(argv)
     args.finetune_fit = key_values(args.finetune_fit)
+    if max(args.finetune_labels) > 150:
+        parser.error("--finetune-labels: at most 150 (naphthalene's pool is 200 configurations, 50 of them validation)")
     torch.set_num_threads(args.threads)
     results, ttt, sections = Results(args.out / "results.jsonl"), TTTSettings(args.ttt_steps, args.ttt_lr, gate=args.ttt_gate), []
+    summaries = {}
     for prior in args.priors:
         model, seconds = train_model(args, prior)
         trained = results.row(prior, "training", "model", lambda: {"seconds": seconds})
+        rows = refinement_rows(model, prior, args, results, ttt)
+        summaries[prior] = prior_summary(rows, trained["seconds"])
         sections += [f"### Prior {prior}",
                      f"{args.backend.upper()} (default recipe, float32) trained jointly with a {prior} prior head "
                      f"(weight {args.prior_weight}) on {args.train_per_molecule} rMD17 configurations each of "
                      f"{', '.join(TRAIN)}, {args.epochs} epochs ({trained['seconds'] / 60:.0f} min); test: "
                      f"{args.test_per_molecule} configurations per molecule; TTT: {args.ttt_steps} Adam steps, lr "
                      f"{args.ttt_lr}, on each test set. Force MAE, meV/Å:",
-                     refinement_table(refinement_rows(model, prior, args, results, ttt), ttt.gate)]
+                     refinement_table(rows, ttt.gate)]
+        if prior != args.priors[0]:  # the other parts: with the first prior only
+            continue
         if "stability" in args.parts:
             sections += [f"MD on {', '.join(args.md_molecules)}: {args.md_replicas} replicas, {args.md_time_ps} ps at "
                          f"{args.md_timestep_fs} fs, 500 K, default divergence criteria; TTT on the starting "
                          "structure:", stability(model, prior, args, results, ttt)]
         if "fine_tuning" in args.parts:
+            changed = "".join(f", {k} = {v}" for k, v in args.finetune_fit.items())
             sections += [f"Fine-tuning on a few labelled naphthalene configurations ({args.finetune_epochs} epochs, "
-                         "the fine-tuning recipe), from the model and from the model after TTT on the test and "
+                         f"the fine-tuning recipe{changed}), from the model and from the model after TTT on the test and "
                          "fine-tuning structures:", fine_tuning(model, prior, args, results, ttt)]
         if "ttt_grid" in args.parts:
             sections += ["Change of force MAE with TTT, other settings (Adam), per test set:",
                          ttt_grid(model, prior, args, results)]
+    if len(summaries) > 1:
+        sections.insert(0, summary_table(summaries))
     command = "python bench/test_time_refinement.py " + " ".join(argv if argv is not None else sys.argv[1:])
     report("\n\n".join(sections), "test-time-refinement", command, args.write)
     return 0

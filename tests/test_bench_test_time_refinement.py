@@ -26,3 +26,24 @@ def test_a_row_written_by_a_concurrent_run_is_not_measured_again(tmp_path):
     row = second.row("gfn2-xtb", "stability", "paracetamol", lambda: {"stable": 0})
     assert row["stable"] == 20
     assert len(path.read_text().splitlines()) == 1
+
+
+def test_labels_needed_finds_the_fewest_plain_labels_that_match_ttt():
+    labels_needed = bench_module("test_time_refinement").labels_needed
+    errors = {(10, None): 140.0, (10, "ttt"): 120.0, (50, None): 119.0, (50, "ttt"): 110.0,
+              (100, None): 112.0, (100, "ttt"): 105.0}
+    text = labels_needed(errors, [10, 50, 100])
+    assert "10 labels after TTT (120.0 meV/Å): 50 without" in text
+    assert "50 labels after TTT (110.0 meV/Å): more than 100 without" in text
+
+
+def test_summary_table_has_a_row_per_prior_with_its_mean_changes():
+    bench = bench_module("test_time_refinement")
+    report = {"ttt_prior_loss_before": 4.0, "ttt_prior_loss_train": 2.0}
+    ttt_report = {"seconds_per_structure": 3.0, "ttt_label_seconds": 0.3, "ttt_structures": 30}
+    rows = [{"unseen": unseen, "none": 100.0, "ttt": 100.0 * (0.8 if unseen else 1.02), "ttt_gated": 100.0 * (0.8 if unseen else 1.0),
+             "gradient_cosine": 0.5, "report": report, "ttt_report": ttt_report} for unseen in (False, True)]
+    table = bench.summary_table({"gfn2-xtb": bench.prior_summary(rows, 600.0), "lj": bench.prior_summary(rows, 60.0)})
+    line = next(l for l in table.splitlines() if l.startswith("| gfn2-xtb"))
+    assert "| 10 | +2.0% | +0.0% | -20.0% | -20.0% |" in line and "| 2.0 | 2.0 |" in line and "3.00 (0.0100)" in line
+    assert any(l.startswith("| lj | 1 |") for l in table.splitlines())
