@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from ase_asteroid import AsteroidCalculator, cli, load_checkpoint
-from ase_asteroid.data import read_dataset
+from ase_asteroid.data import Dataset, read_dataset
 from ase_asteroid.graph import batch_configurations
 from ase_asteroid.labels.lj import lj_energy_forces
 from ase_asteroid.refinement.prior import PRIOR_FIDELITY, LJPrior, prior_labelled
@@ -179,3 +179,16 @@ def test_stability_sweep_refines_each_model(joint, tmp_path, monkeypatch):
     refined, plain = (read_rows(tmp_path / name / "runs.jsonl") for name in ("sweep", "plain"))
     assert len(refined) == len(plain) == 1 and refined[0]["seed"] == plain[0]["seed"]
     assert not np.allclose(refined[0]["trace"], plain[0]["trace"], rtol=1e-6, atol=0)
+
+
+def test_the_prior_is_fitted_on_every_molecule_not_only_the_first_listed(xtb_data):
+    """Configurations past `max_configurations` of the first molecule must not crowd out the
+    others: a pair kind only the second molecule has (N-H here) is fitted, not left at UFF's
+    r0 (2.9 Å for N-H, deep in the repulsive wall at a 1 Å bond: forces of 10^4 eV/Å)."""
+    nitrogen = [c.with_(numbers=np.where(c.numbers == 8, 7, c.numbers)) for c in xtb_data]
+    data = Dataset(list(xtb_data) + nitrogen)
+    prior = LJPrior(data.species)
+    uff = prior.parameters_by_pair()["H-N"]["r_min_A"]
+    prior.fit(data, steps=50, max_configurations=len(xtb_data))
+    fitted = prior.parameters_by_pair()["H-N"]["r_min_A"]
+    assert uff > 2.5 and fitted < 1.5

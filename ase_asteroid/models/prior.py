@@ -88,7 +88,7 @@ class LJPrior(nn.Module):
         from r⁰ = the median over configurations of the pair's shortest distance and
         D = 0.5 eV (UFF's r⁰ puts bonded pairs deep in the repulsive wall); returns the
         force RMSE of UFF and of the fit (eV/Å)."""
-        configs = [c for c in data if c.forces is not None][:max_configurations]
+        configs = _across_molecules([c for c in data if c.forces is not None], max_configurations)
         batch = batch_configurations(configs, 1.0).to(dtype=torch.float64)
         uff = float(((self(batch)[1] - batch.forces) ** 2).mean().sqrt())
         shortest, present = self._shortest_distances(batch)
@@ -143,6 +143,15 @@ class MethodPrior(nn.Module):
 
     def metadata(self) -> dict:
         return {"kind": self.kind}
+
+
+def _across_molecules(configs: list, n: int) -> list:
+    """Up to `n` configurations taken in turn from each molecule (sequence of atomic numbers),
+    so that every molecule's pairs are fitted, not only those of the first molecule listed."""
+    groups: dict[bytes, list] = {}
+    for c in configs:
+        groups.setdefault(np.asarray(c.numbers).tobytes(), []).append(c)
+    return [c for turn in itertools.zip_longest(*groups.values()) for c in turn if c is not None][:n]
 
 
 def prior_from_metadata(meta: dict) -> LJPrior | MethodPrior:
