@@ -226,3 +226,24 @@ def test_periodic_forces_are_the_gradient_and_a_supercell_is_extensive(model):
     assert np.allclose(big_forces, np.tile(forces, (8, 1)), atol=1e-9)
     isolated = testing._predict(double, [_configuration(atoms).with_(cell=None, pbc=(False,) * 3)])
     assert abs(isolated[0][0] - energy[0]) > 1e-4     # the images do interact in this cell
+
+
+def test_aligning_energy_references_removes_a_composition_offset_and_keeps_forces(model, xtb_data):
+    """A new molecule's energies 829 eV off (references fitted on other compositions) are
+    brought back by the per-element correction; the forces are the same tensors as before."""
+    configs = list(xtb_data)[:6]
+    before = model(model.batch_of(configs))
+    offset = 829.0 + 0.01 * np.arange(len(configs))  # a constant offset and a little noise
+    labelled = [c.with_(energy=float(e) + o) for c, e, o in zip(configs, before["energy"].detach(), offset)]
+    corrections = model.align_energy_references(labelled)
+    after = model(model.batch_of(configs))
+    n_atoms = len(configs[0].numbers)
+    assert sum(corrections[int(z)] for z in configs[0].numbers) == pytest.approx(offset.mean(), abs=1e-6)
+    residual = np.array([c.energy for c in labelled]) - after["energy"].detach().numpy()
+    assert np.abs(residual - (offset - offset.mean())).max() < 1e-6 and n_atoms > 0
+    assert torch.allclose(after["forces"], before["forces"], rtol=0, atol=1e-12)
+
+
+def test_aligning_energy_references_needs_energies(model, xtb_data):
+    with pytest.raises(ValueError, match="no configuration has an energy"):
+        model.align_energy_references([c.with_(energy=None) for c in list(xtb_data)[:2]])
