@@ -38,7 +38,7 @@ from ase_asteroid.losses import energy_force_loss
 from ase_asteroid.predictor import Predictor
 from ase_asteroid.refinement.prior import prior_labelled
 from ase_asteroid.refinement.refine import refine_model
-from ase_asteroid.refinement.ttt import TTTSettings, store_prior_reference
+from ase_asteroid.refinement.ttt import TTTSettings, prior_loss, store_prior_reference
 from ase_asteroid.training.config import DataSpec, TrainConfig
 from ase_asteroid.training.loop import fit
 from ase_asteroid.training.pipeline import Splits, run_stages
@@ -105,6 +105,10 @@ def refinement_rows(model, prior: str, args, results: Results, ttt: TTTSettings)
         def measure():
             row = {"unseen": molecule in UNSEEN}
             for refine in REFINEMENTS:
+                if refine == "radius+ttt" and row["radius_report"]["cutoff_A"] == model.cutoff:
+                    # radius refinement kept the trained cutoff: the same model as TTT alone (TTT is deterministic)
+                    row[refine], row[f"{refine}_report"] = row["ttt"], {**row["ttt_report"], "same_as": "ttt"}
+                    continue
                 result = evaluate(model, test, refine=refine, ttt=replace(ttt, gate=0.0))
                 row[refine or "none"] = result["force_mae_meV_per_A"]
                 row[f"{refine or 'none'}_report"] = result["refinement"]
@@ -112,6 +116,11 @@ def refinement_rows(model, prior: str, args, results: Results, ttt: TTTSettings)
             return row
 
         def gated():
+            before, reference = prior_loss(model, prior_labelled(test, model.extras.prior)), model.extras.prior_train_loss
+            if before > ttt.gate * reference:  # the gate opens: the same adaptation as the "TTT always" column
+                always = results.get(prior, "refinement", molecule)
+                return {"ttt_gated": always["ttt"], "report": {**always["ttt_report"], "ttt_adapted": True,
+                        "ttt_prior_loss_before": before, "ttt_prior_loss_train": reference, "same_as": "ttt"}}
             result = evaluate(model, test, refine="ttt", ttt=ttt)
             return {"ttt_gated": result["force_mae_meV_per_A"], "report": result["refinement"]}
         row = results.row(prior, "refinement", molecule, measure)
