@@ -272,8 +272,12 @@ def labels_needed(errors: dict, counts: list[int]) -> str:
     for n in counts:
         target = errors[n, "ttt"]
         enough = [m for m in counts if errors[m, None] <= target]
-        parts.append(f"{n} labels after TTT ({target:.1f} meV/Å): "
-                     + (f"{min(enough)} without" if enough else f"more than {max(counts)} without"))
+        if not enough:
+            needed = f"more than {max(counts)}"
+        else:  # between the largest count measured short of it and the fewest that match
+            fewer = [m for m in counts if m < min(enough)]
+            needed = f"more than {max(fewer)}, at most {min(enough)}" if fewer else f"at most {min(enough)}"
+        parts.append(f"{n} labels after TTT ({target:.1f} meV/Å): {needed} without")
     return "Labels of naphthalene needed without TTT to match fine-tuning after TTT: " + "; ".join(parts) + "."
 
 

@@ -33,7 +33,7 @@ def test_labels_needed_finds_the_fewest_plain_labels_that_match_ttt():
     errors = {(10, None): 140.0, (10, "ttt"): 120.0, (50, None): 119.0, (50, "ttt"): 110.0,
               (100, None): 112.0, (100, "ttt"): 105.0}
     text = labels_needed(errors, [10, 50, 100])
-    assert "10 labels after TTT (120.0 meV/Å): 50 without" in text
+    assert "10 labels after TTT (120.0 meV/Å): more than 10, at most 50 without" in text
     assert "50 labels after TTT (110.0 meV/Å): more than 100 without" in text
 
 
