@@ -161,7 +161,8 @@ class ForceField(nn.Module):
         whose composition the training data did not pin down needs it: references fitted on
         aspirin, benzene and uracil (four elements, three compositions) put naphthalene's energy
         829 eV off, and fine-tuning then spends its steps on that offset."""
-        from ..data.references import element_counts
+        from ..data import Dataset
+        from ..data.references import fit_energy_references
 
         row = self.fidelity_index(fidelity)
         labelled = [c.with_(fidelity=self.fidelities[row]) for c in data if c.energy is not None]
@@ -171,11 +172,11 @@ class ForceField(nn.Module):
         predicted = np.concatenate([out["energy"].detach().double().cpu().numpy()
                                     for _, out in predict_in_batches(self, labelled, compute_forces=False)])
         self.train(training)
-        residual = np.array([c.energy for c in labelled]) - predicted
-        correction, *_ = np.linalg.lstsq(element_counts(labelled, self.species), residual, rcond=None)
+        errors = Dataset([c.with_(energy=c.energy - e) for c, e in zip(labelled, predicted)])
+        correction = fit_energy_references(errors, self.species)[self.fidelities[row]]  # {Z: eV}
         with torch.no_grad():
-            self.atomic_energies[row] += torch.as_tensor(correction).to(self.atomic_energies)
-        return {z: float(c) for z, c in zip(self.species, correction)}
+            self.atomic_energies[row] += torch.tensor([correction[z] for z in self.species]).to(self.atomic_energies)
+        return correction
 
     @property
     def energy_references(self) -> dict[str, dict[int, float]]:
