@@ -56,10 +56,11 @@ def load(data_dir: Path, molecule: str, split: str, n: int, offset: int = 0) -> 
 
 
 class Results:
-    """The rows of results.jsonl, keyed by (prior, part, name); `row` measures a missing one."""
+    """The rows of results.jsonl, keyed by (prior, part, name); `row` measures a missing one, or with
+    `table_only` refuses to (the model is not loaded then)."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, path: Path, table_only: bool = False) -> None:
+        self.path, self.table_only = path, table_only
         path.parent.mkdir(parents=True, exist_ok=True)
         self.rows = self._read()
 
@@ -74,6 +75,9 @@ class Results:
         if found is None:  # another run on the same file may have measured it since this one started
             self.rows = self._read()
             found = self.get(prior, part, name)
+        if found is None and self.table_only:
+            raise SystemExit(f"--table-only: {self.path} has no row ({prior}, {part}, {name}); "
+                             "run without --table-only to measure it")
         if found is None:
             found = {"prior": prior, "part": part, "name": name, **measure()}
             self.rows.append(found)
@@ -313,15 +317,17 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--progress", action="store_true")
     parser.add_argument("--write", type=Path)
+    parser.add_argument("--table-only", action="store_true",
+                        help="write the tables from --out's results file alone: trains and measures nothing")
     args = parser.parse_args(argv)
     args.finetune_fit = key_values(args.finetune_fit)
     if max(args.finetune_labels) > 150:
         parser.error("--finetune-labels: at most 150 (naphthalene's pool is 200 configurations, 50 of them validation)")
     torch.set_num_threads(args.threads)
-    results, ttt, sections = Results(args.out / "results.jsonl"), TTTSettings(args.ttt_steps, args.ttt_lr, gate=args.ttt_gate), []
+    results, ttt, sections = Results(args.out / "results.jsonl", args.table_only), TTTSettings(args.ttt_steps, args.ttt_lr, gate=args.ttt_gate), []
     summaries = {}
     for prior in args.priors:
-        model, seconds = train_model(args, prior)
+        model, seconds = (None, None) if args.table_only else train_model(args, prior)
         trained = results.row(prior, "training", "model", lambda: {"seconds": seconds})
         rows = refinement_rows(model, prior, args, results, ttt)
         summaries[prior] = prior_summary(rows, trained["seconds"])

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from conftest import bench_module
 
 Results = bench_module("test_time_refinement").Results
@@ -26,6 +28,22 @@ def test_a_row_written_by_a_concurrent_run_is_not_measured_again(tmp_path):
     row = second.row("gfn2-xtb", "stability", "paracetamol", lambda: {"stable": 0})
     assert row["stable"] == 20
     assert len(path.read_text().splitlines()) == 1
+
+
+def test_table_only_reads_rows_and_refuses_to_measure_a_missing_one(tmp_path):
+    path = tmp_path / "results.jsonl"
+    Results(path).row("lj", "refinement", "benzene", lambda: {"value": 1.5})
+    never = lambda: pytest.fail("--table-only measured a row")
+    assert Results(path, table_only=True).row("lj", "refinement", "benzene", never)["value"] == 1.5
+    with pytest.raises(SystemExit, match=r"no row \(lj, refinement, uracil\)"):
+        Results(path, table_only=True).row("lj", "refinement", "uracil", never)
+
+
+def test_table_only_trains_nothing(tmp_path):
+    """No data and no model: the run stops at the first missing row instead of training a base model."""
+    main = bench_module("test_time_refinement").main
+    with pytest.raises(SystemExit, match=r"no row \(lj, training, model\)"):
+        main(["--table-only", "--priors", "lj", "--out", str(tmp_path), "--data-dir", str(tmp_path / "none")])
 
 
 def test_labels_needed_finds_the_fewest_plain_labels_that_match_ttt():
