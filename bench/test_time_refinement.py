@@ -14,7 +14,8 @@ the prior loss's and the true loss's gradients on the representation: TTT can on
 where it is positive); MD stability on the unseen molecules with and without TTT (batched
 Langevin, 500 K); and fine-tuning on a few labels of naphthalene, from the model and from
 the model after TTT. Every result is a row of ``--out``/results.jsonl, written when it is
-measured; a rerun skips the rows it has.
+measured; a rerun skips the rows it has, and ``--table-only`` writes the tables from the
+rows alone (no model is trained or loaded; a missing row is an error).
 """
 
 from __future__ import annotations
