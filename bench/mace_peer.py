@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -21,8 +22,9 @@ def e0s_argument(train) -> str:
 
 def train_command(name: str, train: Path, valid: Path, e0s: str, epochs: int, dtype: str,
                   work_dir: Path, seed: int = 0) -> list[str]:
-    """mace_run_train for `epochs` epochs on extxyz files with REF_energy/REF_forces (eV, eV/Å)."""
-    return ["mace_run_train", "--name", name, "--train_file", str(train), "--valid_file", str(valid),
+    """mace_run_train for `epochs` epochs on extxyz files with REF_energy/REF_forces (eV, eV/Å); run
+    through this interpreter, so that it works from a virtualenv that is not activated."""
+    return [sys.executable, "-m", "mace.cli.run_train", "--name", name, "--train_file", str(train), "--valid_file", str(valid),
             "--E0s", e0s, "--model", "MACE", "--hidden_irreps", "32x0e + 32x1o", "--r_max", "5.0",
             "--max_ell", "3", "--correlation", "3", "--num_interactions", "2", "--batch_size", "10",
             "--valid_batch_size", "50", "--max_num_epochs", str(epochs), "--device", "cpu",
@@ -66,7 +68,7 @@ def run_train(name: str, train: Path, valid: Path, epochs: int, dtype: str, work
             curve += [(time.perf_counter() - start, line["mae_f"]) for line in lines]
             time.sleep(1)
     if process.returncode:
-        raise RuntimeError(f"mace_run_train failed; see {work_dir / f'{name}.log'}")
+        raise RuntimeError(f"mace-torch's trainer failed; see {work_dir / f'{name}.log'}")
     return curve
 
 
