@@ -131,18 +131,17 @@ def run_one(spec: dict, data: dict, args) -> list[dict]:
     n = spec["cheap"]
     cheap_perm = np.random.default_rng(0).permutation(len(data["pool"]))
     cheap, cheap_val = data["pool"].subset(cheap_perm[:n]), data["pool"].subset(cheap_perm[-100:])
-    pretrain_epochs = max(1, round(args.pretrain_visits / n)) if n else 0  # standard training has no pre-training
     seed = spec["seed"]
-    fit = {**args.fit, "epochs": args.epochs, "seed": seed}
-    pretrain = {**args.fit, "epochs": pretrain_epochs, "seed": seed} if n else {}
+    fit = {**args.fit, "epochs": spec["epochs"], "seed": seed}
+    pretrain = {**args.fit, "epochs": spec["pretrain_epochs"], "seed": seed} if n else {}
     out = args.results.parent / "runs" / "_".join(str(v) for v in spec.values())
     if spec["method"] == "mace_torch_finetune":
         return [peer_finetune(spec, {"cheap": cheap, "cheap_val": cheap_val,
                                      "train": accurate_train(data["train"], spec["accurate"]),
-                                     "val": data["val"]}, data["test"], out, pretrain_epochs, args.epochs, dtype)]
+                                     "val": data["val"]}, data["test"], out, dtype)]
     method, more = spec["method"], ()
     if method.startswith("multi_head"):  # one joint stage, as many configuration visits as the others' stages
-        fit = {**fit, "epochs": max(1, round((args.pretrain_visits + args.epochs * 200) / (n + 4 * 200)))}
+        fit = {**fit, "epochs": max(1, round((args.pretrain_visits + spec["epochs"] * 200) / (n + 4 * 200)))}
         if method == "multi_head3":  # a third fidelity: the other rMD17 label set, on other geometries
             other = cheap_pool(args.data_dir, spec["molecule"], None, data["cache"], labels=OTHER[spec["labels"].split("+")[0]])
             more = (other.subset(cheap_perm[n:2 * n]),)
@@ -153,7 +152,7 @@ def run_one(spec: dict, data: dict, args) -> list[dict]:
                          temperature_K=SM_TEMPERATURE_K, fit=fit, pretrain_fit=pretrain, out=str(out), seed=seed,
                          accurate_repeats=4 if method == "multi_head" else 1)
     train = accurate_train(data["train"], spec["accurate"])
-    shared_bias = args.results.parent / "runs" / f"{spec['molecule']}_{spec['backend']}_seed{seed}_bias_identification.ckpt"
+    shared_bias = args.results.parent / "runs" / f"{spec['molecule']}_{spec['backend']}_seed{seed}_{spec['epochs']}ep_bias_identification.ckpt"
     if spec["method"] == "asteroid" and shared_bias.exists():  # stage 1 does not depend on N: train it once
         out.mkdir(parents=True, exist_ok=True)
         shutil.copy(shared_bias, out / "bias_identification.ckpt")
@@ -162,33 +161,32 @@ def run_one(spec: dict, data: dict, args) -> list[dict]:
     final, paths = run_stages(config, Splits(train, data["val"], cheap if n else None, cheap_val if n else None, more),
                               progress=args.progress, resume=True)
     seconds = time.perf_counter() - start
-    base = {**spec, "epochs": args.epochs, "pretrain_epochs": pretrain_epochs,
-            "seconds": round(seconds, 1), "peak_rss_MB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    base = {**spec, "seconds": round(seconds, 1), "peak_rss_MB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     if spec["method"] == "asteroid":
         base["gamma_search"] = json.loads((out / "gamma_search.json").read_text())
     rows = [{**base, **_errors(final, data["test"])}]
     if spec["method"] == "asteroid" and not shared_bias.exists():  # stage 1 is standard training on the 200
         shutil.copy(paths["bias_identification"], shared_bias)
-        rows.append({**base, "method": "standard", "cheap": 0, "gamma_search": {},
+        rows.append({**base, "method": "standard", "cheap": 0, "pretrain_epochs": 0, "gamma_search": {},
                      **_errors(load_checkpoint(shared_bias), data["test"])})
     if spec["method"] == "pretrain_finetune":
         rows.append({**base, "method": "cheap_only", **_errors(load_checkpoint(paths["pretrained"]), data["test"])})
     return rows
 
 
-def peer_finetune(spec: dict, parts: dict, test: Dataset, out: Path, pretrain_epochs: int, epochs: int,
-                  dtype: str) -> dict:
+def peer_finetune(spec: dict, parts: dict, test: Dataset, out: Path, dtype: str) -> dict:
     """mace-torch's naive fine-tune on the same configurations as ours (see the module's docstring)."""
     out.mkdir(parents=True, exist_ok=True)
     for name, part in parts.items():
         write_extxyz(out / f"{name}.extxyz", part)
     start = time.perf_counter()
-    run_train("pre", out / "cheap.extxyz", out / "cheap_val.extxyz", pretrain_epochs, dtype, out, seed=spec["seed"])
-    run_train("ft", out / "train.extxyz", out / "val.extxyz", epochs, dtype, out, swa=True,
+    run_train("pre", out / "cheap.extxyz", out / "cheap_val.extxyz", spec["pretrain_epochs"], dtype, out,
+              seed=spec["seed"])
+    run_train("ft", out / "train.extxyz", out / "val.extxyz", spec["epochs"], dtype, out, swa=True,
               foundation=str(out / "pre.model"), seed=spec["seed"])
     seconds = time.perf_counter() - start
     errors = model_errors(out / "ft_stagetwo.model", test, dtype)
-    return {**spec, "epochs": epochs, "pretrain_epochs": pretrain_epochs, "seconds": round(seconds, 1),
+    return {**spec, "seconds": round(seconds, 1),
             "peak_rss_MB": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
             **{k: errors[k] for k in ("force_mae_kcal_per_mol_A", "force_mae_meV_per_A", "energy_mae_meV")},
             "configurations": len(test)}
@@ -202,22 +200,32 @@ def _errors(model, test: Dataset) -> dict:
 def planned(args) -> list[dict]:
     runs = []
     for molecule, backend, seed in itertools.product(args.molecules, args.backends, args.seeds):
-        common = {"molecule": molecule, "backend": backend, "seed": seed}
+        common = {"molecule": molecule, "backend": backend, "seed": seed, "epochs": args.epochs}
         for method, labels in itertools.product(args.methods, [label_set(x, args.corrupt) for x in args.labels]):
             sizes = [max(args.cheap_sizes)] if method == "score_matching" else args.cheap_sizes
             if method == "mace_torch_finetune" and backend != "mace":
                 continue  # the peer trains MACE only
-            runs += [{**common, "method": method, "cheap": n, "accurate": 200, "labels": labels} for n in sizes]
-        runs += [{**common, "method": "standard", "cheap": 0, "accurate": n, "labels": "-"}  # the baselines last
+            runs += [{**common, "method": method, "cheap": n, "accurate": 200, "labels": labels,
+                      "pretrain_epochs": pretrain_epochs(args, n)} for n in sizes]
+        runs += [{**common, "method": "standard", "cheap": 0, "accurate": n, "labels": "-", "pretrain_epochs": 0}  # the baselines last
                  for n in args.standard_sizes]
     return runs
 
 
 def key(row: dict) -> tuple:
-    """What makes a run: rows written before seeds and label sets were recorded are seed 0 and "new"."""
+    """What makes a run (the seed last): rows written before seeds and label sets were recorded
+    are seed 0 and "new"; the epochs of its accurate stage and of its pre-training (none without
+    cheap data) are part of it, so that a shorter run neither stands in for a longer one nor is
+    averaged with it."""
     labels = "-" if row["method"] == "standard" else row.get("labels", "new")
     return (row["molecule"], row["backend"], row["method"], row["cheap"],
-            row.get("accurate", 250 if row["method"] == "standard" else 200), labels, row.get("seed", 0))
+            row.get("accurate", 250 if row["method"] == "standard" else 200), labels,
+            row.get("epochs"), row.get("pretrain_epochs") if row["cheap"] else 0, row.get("seed", 0))
+
+
+def pretrain_epochs(args, n_cheap: int) -> int:
+    """Pre-training epochs on N cheap configurations: --pretrain-visits / N (none without cheap data)."""
+    return max(1, round(args.pretrain_visits / n_cheap)) if n_cheap else 0
 
 
 def mean_over_seeds(rows: list[dict]) -> list[dict]:
@@ -243,26 +251,28 @@ def _grid(args) -> str:
 
 
 def table(rows: list[dict], args) -> str:
-    lines = [f"Force MAE on the test set, kcal/mol/Å (meV/Å); energy MAE meV. Accurate stages {args.epochs} epochs, "
-             f"pre-training {args.pretrain_visits} configuration visits (epochs = visits / N), the models' default "
+    lines = [f"Force MAE on the test set, kcal/mol/Å (meV/Å); energy MAE meV. Epochs: of the accurate stage, after "
+             f"those of pre-training on the N cheap configurations where there is one (e.g. 10 + 140), the models' default "
              f"recipes (docs/training.md){' with ' + str(args.fit) if args.fit else ''}, float32, γ grid {_grid(args)} (chosen by validation after "
              f"fine-tuning). Models: {', '.join(f'{k} {v[0]}' for k, v in MODELS.items())}. Wall time on this "
              "2-core machine, one thread per run.", "",
              "Cheap labels: new = rMD17 PBE/def2-SVP, old = the original MD17 PBE+vdW-TS. With several seeds "
              "(model initialisation and batch order), the force MAE is their mean [min–max].", "",
-             "| molecule | model | method | accurate | cheap | labels | seeds | force MAE kcal/mol/Å (meV/Å) | "
-             "vs standard | energy MAE meV | γ | time min |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| molecule | model | method | accurate | cheap | labels | epochs | seeds | force MAE kcal/mol/Å (meV/Å) | "
+             "vs standard | energy MAE meV | γ | time min |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     rows = mean_over_seeds(rows)
-    for r in sorted(rows, key=lambda r: (r["molecule"], r["backend"], r["cheap"], r["labels"], r["method"], -r["accurate"])):
-        standard = next((s for s in rows if (s["molecule"], s["backend"], s["method"], s["accurate"]) ==
-                         (r["molecule"], r["backend"], "standard", 250)), None)
+    for r in sorted(rows, key=lambda r: (r["molecule"], r["backend"], r["epochs"], r["cheap"], r["labels"],
+                                         r["method"], -r["accurate"])):
+        standard = next((s for s in rows if (s["molecule"], s["backend"], s["method"], s["accurate"], s["epochs"]) ==
+                         (r["molecule"], r["backend"], "standard", 250, r["epochs"])), None)
         spread = (f" [{r['force_mae_range'][0]:.3f}–{r['force_mae_range'][1]:.3f}]" if r["seeds"] > 1 else "")
         ratio = f"{r['force_mae_kcal_per_mol_A'] / standard['force_mae_kcal_per_mol_A'] - 1:+.0%}" if standard else "-"
         gamma = r.get("gamma_search", {}).get("chosen_gamma_eV_per_A", "-")
         # a "standard, 200" row is stage 1 of the first asteroid run; its time is counted there
         minutes = "(in asteroid)" if r["method"] == "standard" and r["accurate"] == 200 else f"{r['seconds'] / 60:.1f}"
+        epochs = f"{r['pretrain_epochs']} + {r['epochs']}" if r["cheap"] else f"{r['epochs']}"
         lines.append(f"| {r['molecule']} | {r['backend']} | {r['method']} | {r['accurate']} | {r['cheap']} | "
-                     f"{r['labels']} | {r['seeds']} | {r['force_mae_kcal_per_mol_A']:.3f}{spread} "
+                     f"{r['labels']} | {epochs} | {r['seeds']} | {r['force_mae_kcal_per_mol_A']:.3f}{spread} "
                      f"({r['force_mae_meV_per_A']:.1f}) | {ratio} | "
                      f"{r['energy_mae_meV']:.1f} | {gamma} | {minutes} |")
     lines += [""] + sample_efficiency(rows)
@@ -273,15 +283,17 @@ def table(rows: list[dict], args) -> str:
 
 
 def sample_efficiency(rows: list[dict]) -> list[str]:
-    """Per molecule and model: how many accurate labels standard training needs to reach the
-    best of our multi-fidelity rows at 200 accurate labels (log-log interpolation between the
-    standard rows; a bound where they do not reach it), and that count over 200."""
+    """Per molecule, model and accurate-stage epochs: how many accurate labels standard training
+    needs to reach the best of our multi-fidelity rows at 200 accurate labels (log-log
+    interpolation between the standard rows; a bound where they do not reach it), and that
+    count over 200."""
     ours = ("asteroid", "pretrain_finetune", "multi_head", "multi_head3", "score_matching")
     lines = []
-    for molecule, backend in sorted({(r["molecule"], r["backend"]) for r in rows}):
+    for group in sorted({(r["molecule"], r["backend"], r["epochs"]) for r in rows}):
+        molecule, backend, _ = group
         standard = sorted((r["accurate"], r["force_mae_kcal_per_mol_A"]) for r in rows
-                          if (r["molecule"], r["backend"], r["method"]) == (molecule, backend, "standard"))
-        best = min((r for r in rows if (r["molecule"], r["backend"], r["accurate"]) == (molecule, backend, 200)
+                          if (r["molecule"], r["backend"], r["epochs"], r["method"]) == (*group, "standard"))
+        best = min((r for r in rows if (r["molecule"], r["backend"], r["epochs"], r["accurate"]) == (*group, 200)
                     and r["method"] in ours), key=lambda r: r["force_mae_kcal_per_mol_A"], default=None)
         if best is None or len(standard) < 2:
             continue
@@ -312,14 +324,16 @@ def learning_curve_figure(rows: list[dict], path: Path) -> bool:
     import matplotlib.ticker
 
     rows = mean_over_seeds(rows)
-    groups = sorted({(r["molecule"], r["backend"]) for r in rows})
-    groups = [g for g in groups if len({r["accurate"] for r in rows if (r["molecule"], r["backend"]) == g
-                                        and r["method"] == "standard"}) >= 2]
+    def group(r):
+        return r["molecule"], r["backend"], r["epochs"]
+
+    groups = sorted({group(r) for r in rows})
+    groups = [g for g in groups if len({r["accurate"] for r in rows if group(r) == g and r["method"] == "standard"}) >= 2]
     if not groups:
         return False
     fig, axes = plt.subplots(1, len(groups), figsize=(5 * len(groups), 3.8), squeeze=False)
-    for ax, group in zip(axes[0], groups):
-        mine = [r for r in rows if (r["molecule"], r["backend"]) == group and r["method"] != "cheap_only"]
+    for ax, shown in zip(axes[0], groups):
+        mine = [r for r in rows if group(r) == shown and r["method"] != "cheap_only"]
         standard = sorted((r["accurate"], r["force_mae_kcal_per_mol_A"]) for r in mine if r["method"] == "standard")
         ax.plot(*zip(*standard), "o-", color="k", label="standard (accurate labels only)")
         for r in mine:
@@ -327,7 +341,7 @@ def learning_curve_figure(rows: list[dict], path: Path) -> bool:
                 ax.plot(r["accurate"], r["force_mae_kcal_per_mol_A"], "*", markersize=11,
                         label=f"{r['method']} + {r['cheap']} cheap ({r['labels']})")
         ax.set(xscale="log", yscale="log", xlabel="accurate training labels", ylabel="test force MAE, kcal/mol/Å",
-               title=f"{group[0]}, {group[1]}")
+               title=f"{shown[0]}, {shown[1]}, {shown[2]} epochs")
         ax.set_xticks(sorted({r["accurate"] for r in mine}))
         for axis in (ax.xaxis, ax.yaxis):
             axis.set_major_formatter(matplotlib.ticker.ScalarFormatter())

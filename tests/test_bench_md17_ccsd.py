@@ -1,0 +1,41 @@
+"""bench/md17_ccsd.py: what makes a run (its epochs included) and the table of mixed-epoch rows."""
+
+from __future__ import annotations
+
+import argparse
+
+from conftest import bench_module
+
+
+def _args(epochs: int, visits: int = 40000) -> argparse.Namespace:
+    return argparse.Namespace(molecules=["aspirin"], backends=["mace"], seeds=[0], methods=["pretrain_finetune"],
+                              labels=["old"], corrupt=None, cheap_sizes=[4000], standard_sizes=[250],
+                              epochs=epochs, pretrain_visits=visits, gammas=[0.05], gamma_iqr_fractions=[1.0], fit={})
+
+
+def _row(spec: dict, mae: float) -> dict:
+    return {**spec, "seconds": 60.0, "force_mae_kcal_per_mol_A": mae, "force_mae_meV_per_A": mae * 43.364,
+            "energy_mae_meV": 1.0}
+
+
+def test_a_run_with_other_epochs_is_another_run():
+    bench = bench_module("md17_ccsd")
+    long, short = bench.planned(_args(140)), bench.planned(_args(60, 16000))
+    assert [s["method"] for s in long] == ["pretrain_finetune", "standard"]  # the baseline last
+    assert [(s["epochs"], s["pretrain_epochs"]) for s in long] == [(140, 10), (140, 0)]
+    assert [(s["epochs"], s["pretrain_epochs"]) for s in short] == [(60, 4), (60, 0)]
+    finished = {bench.key(_row(s, 1.0)) for s in short}
+    assert not finished & {bench.key(s) for s in long}  # the 60-epoch rows do not stand in for 140-epoch runs
+    assert {bench.key(s) for s in short} == finished  # and a rerun of the same settings skips them
+
+
+def test_the_table_compares_rows_of_the_same_epochs_only():
+    bench = bench_module("md17_ccsd")
+    rows = [_row(s, mae) for s, mae in zip(bench.planned(_args(140)), (0.5, 1.0))]
+    rows += [_row(s, mae) for s, mae in zip(bench.planned(_args(60, 16000)), (0.9, 1.2))]
+    text = bench.table(rows, _args(140))
+    lines = {line.split("|")[3].strip() + "@" + line.split("|")[7].strip(): line for line in text.splitlines()
+             if line.startswith("| aspirin")}
+    assert set(lines) == {"pretrain_finetune@10 + 140", "standard@140", "pretrain_finetune@4 + 60", "standard@60"}
+    assert "| -50% |" in lines["pretrain_finetune@10 + 140"]  # 0.5 against 1.0, not against the 60-epoch 1.2
+    assert "| -25% |" in lines["pretrain_finetune@4 + 60"]  # 0.9 against 1.2
