@@ -63,10 +63,15 @@ def run_train(name: str, train: Path, valid: Path, epochs: int, dtype: str, work
     curve, seen, start = [], 0, time.perf_counter()
     with open(work_dir / f"{name}.log", "w") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=work_dir)
-        while process.poll() is None or seen < _eval_lines(log, 0)[1]:
-            lines, seen = _eval_lines(log, seen)
-            curve += [(time.perf_counter() - start, line["mae_f"]) for line in lines]
-            time.sleep(1)
+        try:
+            while process.poll() is None or seen < _eval_lines(log, 0)[1]:
+                lines, seen = _eval_lines(log, seen)
+                curve += [(time.perf_counter() - start, line["mae_f"]) for line in lines]
+                time.sleep(1)
+        finally:  # interrupted (Ctrl-C): no orphaned trainer left writing into work_dir
+            if process.poll() is None:
+                process.kill()
+                process.wait()
     if process.returncode:
         raise RuntimeError(f"mace-torch's trainer failed; see {work_dir / f'{name}.log'}")
     return curve
