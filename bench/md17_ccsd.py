@@ -223,6 +223,11 @@ def key(row: dict) -> tuple:
             row.get("epochs"), row.get("pretrain_epochs") if row["cheap"] else 0, row.get("seed", 0))
 
 
+def curve(row: dict) -> tuple:
+    """The learning curve a row belongs to: rows are compared only within one (molecule, model, epochs)."""
+    return row["molecule"], row["backend"], row["epochs"]
+
+
 def pretrain_epochs(args, n_cheap: int) -> int:
     """Pre-training epochs on N cheap configurations: --pretrain-visits / N (none without cheap data)."""
     return max(1, round(args.pretrain_visits / n_cheap)) if n_cheap else 0
@@ -263,8 +268,8 @@ def table(rows: list[dict], args) -> str:
     rows = mean_over_seeds(rows)
     for r in sorted(rows, key=lambda r: (r["molecule"], r["backend"], r["epochs"], r["cheap"], r["labels"],
                                          r["method"], -r["accurate"])):
-        standard = next((s for s in rows if (s["molecule"], s["backend"], s["method"], s["accurate"], s["epochs"]) ==
-                         (r["molecule"], r["backend"], "standard", 250, r["epochs"])), None)
+        standard = next((s for s in rows if (curve(s), s["method"], s["accurate"]) == (curve(r), "standard", 250)),
+                        None)
         spread = (f" [{r['force_mae_range'][0]:.3f}–{r['force_mae_range'][1]:.3f}]" if r["seeds"] > 1 else "")
         ratio = f"{r['force_mae_kcal_per_mol_A'] / standard['force_mae_kcal_per_mol_A'] - 1:+.0%}" if standard else "-"
         gamma = r.get("gamma_search", {}).get("chosen_gamma_eV_per_A", "-")
@@ -289,12 +294,11 @@ def sample_efficiency(rows: list[dict]) -> list[str]:
     count over 200."""
     ours = ("asteroid", "pretrain_finetune", "multi_head", "multi_head3", "score_matching")
     lines = []
-    for group in sorted({(r["molecule"], r["backend"], r["epochs"]) for r in rows}):
+    for group in sorted({curve(r) for r in rows}):
         molecule, backend, _ = group
         standard = sorted((r["accurate"], r["force_mae_kcal_per_mol_A"]) for r in rows
-                          if (r["molecule"], r["backend"], r["epochs"], r["method"]) == (*group, "standard"))
-        best = min((r for r in rows if (r["molecule"], r["backend"], r["epochs"], r["accurate"]) == (*group, 200)
-                    and r["method"] in ours), key=lambda r: r["force_mae_kcal_per_mol_A"], default=None)
+                          if (curve(r), r["method"]) == (group, "standard"))
+        best = min((r for r in rows if (curve(r), r["accurate"]) == (group, 200) and r["method"] in ours), key=lambda r: r["force_mae_kcal_per_mol_A"], default=None)
         if best is None or len(standard) < 2:
             continue
         target = best["force_mae_kcal_per_mol_A"]
@@ -324,16 +328,13 @@ def learning_curve_figure(rows: list[dict], path: Path) -> bool:
     import matplotlib.ticker
 
     rows = mean_over_seeds(rows)
-    def group(r):
-        return r["molecule"], r["backend"], r["epochs"]
-
-    groups = sorted({group(r) for r in rows})
-    groups = [g for g in groups if len({r["accurate"] for r in rows if group(r) == g and r["method"] == "standard"}) >= 2]
+    groups = sorted({curve(r) for r in rows})
+    groups = [g for g in groups if len({r["accurate"] for r in rows if curve(r) == g and r["method"] == "standard"}) >= 2]
     if not groups:
         return False
     fig, axes = plt.subplots(1, len(groups), figsize=(5 * len(groups), 3.8), squeeze=False)
     for ax, shown in zip(axes[0], groups):
-        mine = [r for r in rows if group(r) == shown and r["method"] != "cheap_only"]
+        mine = [r for r in rows if curve(r) == shown and r["method"] != "cheap_only"]
         standard = sorted((r["accurate"], r["force_mae_kcal_per_mol_A"]) for r in mine if r["method"] == "standard")
         ax.plot(*zip(*standard), "o-", color="k", label="standard (accurate labels only)")
         for r in mine:
