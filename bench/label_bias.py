@@ -15,6 +15,17 @@ configurations, so the table gives its spread (5/25/50/75/95 % points and the
 interquartile range relative to the median) besides its level. With ``--stage-one CKPT``
 (a model trained on the accurate labels, ASTEROID's stage 1) it also gives B(x) at the same
 geometries and its correlation with the true bias: how well the model identifies the bias.
+
+    python bench/label_bias.py --molecules ethanol --labels new --corrupt 0.25 1 \
+        --stage-one runs/ethanol_mace_seed0_140ep_bias_identification.ckpt --gamma-iqr-fractions 1
+
+With ``--corrupt FRACTION SIZE`` (and ``--corrupt-kind``, as in bench/md17_ccsd.py) and a
+stage-1 model, the table is instead about the controlled case: B(x) on the N (``--cheap``)
+cheap training configurations of bench/md17_ccsd.py's runs, corrupted as there, for the known
+bad ones against the rest — their medians, the AUC (the probability that a bad configuration
+has the larger B: 1 is a perfect separation, 0.5 none), and the share of the pre-training's
+total weight w ∝ exp(−B/γ) that the bad ones keep at γ = the given fractions of B's
+interquartile range (the run's rule); without weights that share is FRACTION.
 """
 
 from __future__ import annotations
@@ -25,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 from docs_section import report
-from scipy.stats import pearsonr, spearmanr
+from scipy.stats import mannwhitneyu, pearsonr, spearmanr
 
 from ase_asteroid.data import Dataset, read_dataset
 from ase_asteroid.data.tools import matching_pairs
@@ -79,6 +90,53 @@ def row(molecule: str, labels: str, args) -> dict:
     return result
 
 
+def corruption_row(molecule: str, labels: str, args) -> dict:
+    """B(x) of the stage-1 model on the corrupted cheap training set of bench/md17_ccsd.py."""
+    from md17_ccsd import accurate_splits, cheap_pool, cheap_permutation, corrupted
+    from ase_asteroid.checkpoint import load_checkpoint
+    from ase_asteroid.training.stages import force_bias
+    *_, ccsd = accurate_splits(args.data_dir, molecule)
+    cache = args.cache_dir / f"cheap_{molecule}.json"
+    pool, bad = corrupted(cheap_pool(args.data_dir, molecule, ccsd, cache, labels=labels), *args.corrupt,
+                          args.corrupt_kind)
+    chosen = cheap_permutation(len(pool))[:args.cheap]
+    is_bad = np.isin(chosen, bad)
+    bias = force_bias(load_checkpoint(args.stage_one), pool.subset(chosen))
+    return {"molecule": molecule, "labels": labels, "cheap": int(args.cheap),
+            "corrupt": f"{args.corrupt_kind} {args.corrupt[0]:g} × {args.corrupt[1]:g}",
+            **separation(bias, is_bad, args.gamma_iqr_fractions)}
+
+
+def separation(bias: np.ndarray, is_bad: np.ndarray, gamma_iqr_fractions: list[float]) -> dict:
+    """How B(x) (eV/Å) tells the known bad labels from the rest: the medians, the AUC (the
+    probability that a bad configuration has the larger B), B's interquartile range, and per γ
+    (a fraction of that range) the share of the total weight exp(−B/γ) that the bad ones keep."""
+    from ase_asteroid.training.stages import bias_weights
+    q1, q3 = np.percentile(bias, [25, 75])
+    shares = {}
+    for fraction in gamma_iqr_fractions:
+        w = bias_weights(bias, fraction * (q3 - q1))
+        shares[f"{fraction:g}"] = float(w[is_bad].sum() / w.sum())
+    return {"bad": int(is_bad.sum()), "B_median_bad": float(np.median(bias[is_bad])),
+            "B_median_clean": float(np.median(bias[~is_bad])), "iqr": float(q3 - q1),
+            "auc": float(mannwhitneyu(bias[is_bad], bias[~is_bad]).statistic / (is_bad.sum() * (~is_bad).sum())),
+            "weight_share_bad": shares}
+
+
+def corruption_table(rows: list[dict]) -> str:
+    lines = ["B(x) of the stage-1 model on the cheap training configurations with known bad labels (eV/Å), and "
+             "the share of the pre-training weight that the bad ones keep at γ = fraction × B's interquartile "
+             "range (without weights: their count's share).", "",
+             "| molecule | cheap labels | corruption | cheap | bad | B median bad | B median clean | AUC | IQR | "
+             "weight share of the bad (γ / IQR: share) |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        shares = ", ".join(f"{k}: {v:.1%}" for k, v in r["weight_share_bad"].items())
+        lines.append(f"| {r['molecule']} | {r['labels']} | {r['corrupt']} | {r['cheap']} | {r['bad']} | "
+                     f"{r['B_median_bad']:.3f} | {r['B_median_clean']:.3f} | {r['auc']:.3f} | {r['iqr']:.3f} | "
+                     f"{shares} |")
+    return "\n".join(lines)
+
+
 def table(rows: list[dict]) -> str:
     lines = ["True bias of the cheap force labels at the geometries shared with the CCSD files (mean |Δf| "
              "per configuration over force components, eV/Å).", "",
@@ -104,10 +162,24 @@ def main(argv=None) -> int:
     parser.add_argument("--molecules", nargs="+", default=list(CCSD), choices=list(CCSD))
     parser.add_argument("--labels", nargs="+", default=list(LABELS), choices=list(LABELS))
     parser.add_argument("--stage-one", type=Path, help="a stage-1 checkpoint: also report B(x) and its correlation")
+    parser.add_argument("--corrupt", nargs=2, type=float, metavar=("FRACTION", "SIZE"),
+                        help="the controlled case of bench/md17_ccsd.py (needs --stage-one)")
+    parser.add_argument("--corrupt-kind", choices=["noise", "scale"], default="noise")
+    parser.add_argument("--cheap", type=int, default=4000, help="with --corrupt: the run's cheap training count")
+    parser.add_argument("--gamma-iqr-fractions", nargs="+", type=float, default=[1.0],
+                        help="with --corrupt: the γ grid as fractions of B's interquartile range")
+    parser.add_argument("--cache-dir", type=Path, default=Path("bench_results"),
+                        help="with --corrupt: where bench/md17_ccsd.py keeps cheap_MOLECULE.json (its --results folder)")
     parser.add_argument("--write", type=Path, help="update this markdown file's label-bias section")
     args = parser.parse_args(argv)
-    rows = [row(m, labels, args) for m in args.molecules for labels in args.labels]
+    if args.corrupt and not args.stage_one:
+        parser.error("--corrupt needs --stage-one: the corrupted labels are judged by a stage-1 model's B(x)")
     command = "python bench/label_bias.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    if args.corrupt:
+        rows = [corruption_row(m, labels, args) for m in args.molecules for labels in args.labels]
+        report(corruption_table(rows), "label-bias-corrupt", command, args.write)
+        return 0
+    rows = [row(m, labels, args) for m in args.molecules for labels in args.labels]
     report(table(rows), "label-bias", command, args.write)
     return 0
 

@@ -24,9 +24,14 @@ mace_torch_finetune: the peer a user would pick instead, mace-torch's own traine
 files — pre-training on the N cheap configurations for as many visits as ours, then its naive
 fine-tune (``--foundation_model``, no multi-head replay) on the 200 for the same epochs with
 its stage two from 3/4 of them, in the dtype of our rows (mace backend only).
-``--corrupt FRACTION STD`` gives a controlled case where the cheap labels' error varies:
-Gaussian noise of STD eV/Å on every force component of a random FRACTION of the cheap
-configurations (recorded as label set e.g. ``new+0.25x1``).
+``--corrupt FRACTION SIZE`` gives a controlled case where the cheap labels' error varies
+between configurations, of a kind set by ``--corrupt-kind``: ``noise`` (the default),
+Gaussian noise of SIZE eV/Å on every force component of a random FRACTION of the cheap
+configurations (label set e.g. ``new+0.25x1``): an error without a direction, which a model
+fitted to many configurations averages out; ``scale``, the forces of the FRACTION with the
+highest cheap energies multiplied by 1 + SIZE (label set e.g. ``new+0.25scale0.5``): a
+systematic error in one region of configuration space — distorted geometries, where a cheap
+method is most often wrong — that a model learns.
 Every run is repeated for each of ``--seeds`` (model initialisation and batch order; the
 data splits stay) and each cheap label set of ``--labels``; the table gives the mean over
 seeds with the seeds' range.
@@ -111,25 +116,45 @@ def cheap_pool(data_dir: Path, molecule: str, ccsd: Dataset | None, cache: Path,
     return pool.subset(kept)
 
 
-def corrupted(pool: Dataset, fraction: float, std_eV_per_A: float) -> Dataset:
-    """`pool` with Gaussian noise of `std_eV_per_A` added to every force component of a random
-    `fraction` of its configurations (default_rng(1)): cheap labels with known bad ones."""
-    rng = np.random.default_rng(1)
-    bad = set(rng.choice(len(pool), round(fraction * len(pool)), replace=False).tolist())
-    return Dataset([c.with_(forces=c.forces + rng.normal(0.0, std_eV_per_A, c.forces.shape)) if i in bad else c
-                    for i, c in enumerate(pool)], pool.source, dict(pool.source_units))
+def cheap_permutation(count: int) -> np.ndarray:
+    """The order in which a run draws from the cheap pool: [:N] to train on (nested across N),
+    [-100:] to validate on."""
+    return np.random.default_rng(0).permutation(count)
 
 
-def label_set(labels: str, corrupt: list[float] | None) -> str:
-    """A cheap label set's name in the results: "new", "old", or e.g. "new+0.25x1" (25 % corrupted by 1 eV/Å)."""
-    return labels if not corrupt else f"{labels}+{corrupt[0]:g}x{corrupt[1]:g}"
+CORRUPT_KINDS = {"noise": "x", "scale": "scale"}  # --corrupt-kind -> its mark in the label set's name
+
+
+def corrupted(pool: Dataset, fraction: float, size: float, kind: str = "noise") -> tuple[Dataset, np.ndarray]:
+    """`pool` with known bad cheap labels, and the indices of the bad ones. noise: Gaussian
+    noise of `size` eV/Å added to every force component of a random `fraction` of the
+    configurations (default_rng(1)); scale: the forces of the `fraction` with the highest
+    energies multiplied by 1 + `size`."""
+    count = round(fraction * len(pool))
+    if kind == "noise":
+        rng = np.random.default_rng(1)
+        bad = rng.choice(len(pool), count, replace=False)
+        change = {i: lambda c: c.forces + rng.normal(0.0, size, c.forces.shape) for i in sorted(bad.tolist())}
+    elif kind == "scale":
+        bad = np.argsort([c.energy for c in pool], kind="stable")[len(pool) - count:]
+        change = {i: lambda c: c.forces * (1.0 + size) for i in bad.tolist()}
+    else:
+        raise ValueError(f"unknown corruption kind {kind!r}; expected one of {sorted(CORRUPT_KINDS)}")
+    return Dataset([c.with_(forces=change[i](c)) if i in change else c for i, c in enumerate(pool)],
+                   pool.source, dict(pool.source_units)), np.sort(bad)
+
+
+def label_set(labels: str, corrupt: list[float] | None, kind: str = "noise") -> str:
+    """A cheap label set's name in the results: "new", "old", or e.g. "new+0.25x1" (25 % with
+    noise of 1 eV/Å) and "new+0.25scale0.5" (the highest-energy 25 % with forces × 1.5)."""
+    return labels if not corrupt else f"{labels}+{corrupt[0]:g}{CORRUPT_KINDS[kind]}{corrupt[1]:g}"
 
 
 def run_one(spec: dict, data: dict, args) -> list[dict]:
     """Train one run; returns its rows (two for pretrain_finetune: with and without fine-tuning)."""
     model, dtype = MODELS[spec["backend"]]
     n = spec["cheap"]
-    cheap_perm = np.random.default_rng(0).permutation(len(data["pool"]))
+    cheap_perm = cheap_permutation(len(data["pool"]))
     cheap, cheap_val = data["pool"].subset(cheap_perm[:n]), data["pool"].subset(cheap_perm[-100:])
     seed = spec["seed"]
     fit = {**args.fit, "epochs": spec["epochs"], "seed": seed}
@@ -201,7 +226,7 @@ def planned(args) -> list[dict]:
     runs = []
     for molecule, backend, seed in itertools.product(args.molecules, args.backends, args.seeds):
         common = {"molecule": molecule, "backend": backend, "seed": seed, "epochs": args.epochs}
-        for method, labels in itertools.product(args.methods, [label_set(x, args.corrupt) for x in args.labels]):
+        for method, labels in itertools.product(args.methods, [label_set(x, args.corrupt, args.corrupt_kind) for x in args.labels]):
             sizes = [max(args.cheap_sizes)] if method == "score_matching" else args.cheap_sizes
             if method == "mace_torch_finetune" and backend != "mace":
                 continue  # the peer trains MACE only
@@ -394,9 +419,12 @@ def main(argv=None) -> int:
                         help="model initialisation and batch order (not the data splits); each seed is a run")
     parser.add_argument("--labels", nargs="+", choices=["new", "old"], default=["new"],
                         help="cheap labels: new = rMD17 PBE/def2-SVP, old = the original MD17 PBE+vdW-TS")
-    parser.add_argument("--corrupt", nargs=2, type=float, metavar=("FRACTION", "STD_eV_per_A"),
-                        help="a controlled case: add Gaussian noise of this size to the forces of this fraction of "
-                             "the cheap configurations (training and validation)")
+    parser.add_argument("--corrupt", nargs=2, type=float, metavar=("FRACTION", "SIZE"),
+                        help="a controlled case: corrupt the force labels of this fraction of the cheap "
+                             "configurations (training and validation) by SIZE (see --corrupt-kind)")
+    parser.add_argument("--corrupt-kind", choices=list(CORRUPT_KINDS), default="noise",
+                        help="noise: Gaussian noise of SIZE eV/Å on a random FRACTION; scale: forces × (1 + SIZE) "
+                             "on the FRACTION with the highest cheap energies")
     parser.add_argument("--fit", nargs="*", default=[], metavar="KEY=VALUE",
                         help="override recipe keys in every stage, e.g. rho=0.1 (values read as YAML)")
     parser.add_argument("--threads", type=int, default=1)
@@ -423,7 +451,7 @@ def main(argv=None) -> int:
             cache = args.results.parent / f"cheap_{spec['molecule']}.json"
             pool = cheap_pool(args.data_dir, spec["molecule"], ccsd, cache, labels=labels.split("+")[0])
             if args.corrupt:
-                pool = corrupted(pool, *args.corrupt)
+                pool, _ = corrupted(pool, *args.corrupt, args.corrupt_kind)
             data = {(spec["molecule"], labels): dict(train=train, val=val, test=test,
                                                      pool=pool, cache=cache)}
         print(f"run {spec}", file=sys.stderr, flush=True)

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import argparse
 
+import numpy as np
+import pytest
 from conftest import bench_module
+
+from ase_asteroid.data import Configuration, Dataset
 
 
 def _args(epochs: int, visits: int = 40000) -> argparse.Namespace:
     return argparse.Namespace(molecules=["aspirin"], backends=["mace"], seeds=[0], methods=["pretrain_finetune"],
-                              labels=["old"], corrupt=None, cheap_sizes=[4000], standard_sizes=[250],
+                              labels=["old"], corrupt=None, corrupt_kind="noise", cheap_sizes=[4000], standard_sizes=[250],
                               epochs=epochs, pretrain_visits=visits, gammas=[0.05], gamma_iqr_fractions=[1.0], fit={})
 
 
@@ -39,3 +43,32 @@ def test_the_table_compares_rows_of_the_same_epochs_only():
     assert set(lines) == {"pretrain_finetune@10 + 140", "standard@140", "pretrain_finetune@4 + 60", "standard@60"}
     assert "| -50% |" in lines["pretrain_finetune@10 + 140"]  # 0.5 against 1.0, not against the 60-epoch 1.2
     assert "| -25% |" in lines["pretrain_finetune@4 + 60"]  # 0.9 against 1.2
+
+
+def _pool(count: int = 40) -> Dataset:
+    rng = np.random.default_rng(5)
+    return Dataset([Configuration(numbers=np.array([1, 8]), positions=rng.normal(size=(2, 3)),
+                                  energy=float(rng.normal()), forces=rng.normal(size=(2, 3))) for _ in range(count)])
+
+
+def test_noise_corrupts_the_fraction_asked_for_and_leaves_the_rest_alone():
+    bench, pool = bench_module("md17_ccsd"), _pool(400)
+    bad_pool, bad = bench.corrupted(pool, 0.25, 2.0, "noise")
+    assert len(bad) == 100 and len(set(bad.tolist())) == 100
+    change = np.array([c.forces - d.forces for c, d in zip(bad_pool, pool)])
+    assert not change[np.setdiff1d(np.arange(400), bad)].any()
+    assert abs(change[bad].std() - 2.0) < 0.15  # 600 components of N(0, 2)
+    assert bench.label_set("new", [0.25, 2.0], "noise") == "new+0.25x2"  # the name of the rows already measured
+
+
+def test_scale_corrupts_the_highest_energies_by_the_factor_asked_for():
+    bench, pool = bench_module("md17_ccsd"), _pool()
+    bad_pool, bad = bench.corrupted(pool, 0.25, 0.5, "scale")
+    energies = np.array([c.energy for c in pool])
+    assert set(bad.tolist()) == set(np.argsort(energies)[-10:].tolist())
+    for i, (c, d) in enumerate(zip(bad_pool, pool)):
+        np.testing.assert_allclose(c.forces, d.forces * (1.5 if i in bad else 1.0))
+        assert c.energy == d.energy
+    assert bench.label_set("old", [0.25, 0.5], "scale") == "old+0.25scale0.5"
+    with pytest.raises(ValueError, match="unknown corruption kind 'flip'"):
+        bench.corrupted(pool, 0.25, 0.5, "flip")
