@@ -177,7 +177,7 @@ def main(argv=None) -> int:
     command = "python bench/label_bias.py " + " ".join(argv if argv is not None else sys.argv[1:])
     if args.corrupt:
         rows = [corruption_row(m, labels, args) for m in args.molecules for labels in args.labels]
-        report(corruption_table(rows), "label-bias-corrupt", command, args.write)
+        report(corruption_table(rows), f"label-bias-corrupt-{args.corrupt_kind}", command, args.write)
         return 0
     rows = [row(m, labels, args) for m in args.molecules for labels in args.labels]
     report(table(rows), "label-bias", command, args.write)
