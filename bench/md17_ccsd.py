@@ -409,9 +409,10 @@ def main(argv=None) -> int:
     parser.add_argument("--gammas", nargs="+", type=float, default=[0.05], help="γ grid, eV/Å")
     parser.add_argument("--gamma-iqr-fractions", nargs="+", type=float, default=[],
                         help="instead of --gammas: γ grid as fractions of the interquartile range of B")
-    parser.add_argument("--standard-sizes", nargs="+", type=int, default=[250],
+    parser.add_argument("--standard-sizes", nargs="*", type=int, default=[250],
                         help="accurate labels of the standard runs (250: the equal-cost baseline; more for the "
-                             "data-efficiency curve, at most 450 where the test set is perm[500:])")
+                             "data-efficiency curve, at most 450 where the test set is perm[500:]; none: no "
+                             "standard runs)")
     parser.add_argument("--epochs", type=int, default=200, help="epochs of each accurate-data stage")
     parser.add_argument("--pretrain-visits", type=int, default=40000,
                         help="configurations seen in pre-training (epochs = this / N)")
