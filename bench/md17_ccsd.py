@@ -395,7 +395,8 @@ def peer_anchors(path: Path = PARITY_RESULTS) -> str:
                 for k, r in newest.items()) + ".")
 
 
-def main(argv=None) -> int:
+def arguments(argv=None) -> argparse.Namespace:
+    """The command line of this benchmark, parsed (fit keys read as YAML)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/md17")
     parser.add_argument("--molecules", nargs="+", default=list(ACCURATE), choices=list(ACCURATE))
@@ -437,6 +438,11 @@ def main(argv=None) -> int:
     parser.add_argument("--progress", action="store_true")
     args = parser.parse_args(argv)
     args.fit = key_values(args.fit)
+    return args
+
+
+def main(argv=None) -> int:
+    args = arguments(argv)
     torch.set_num_threads(args.threads)
     args.results.parent.mkdir(parents=True, exist_ok=True)
     done = [json.loads(line) for line in args.results.read_text().splitlines()] if args.results.exists() else []

@@ -72,3 +72,12 @@ def test_scale_corrupts_the_highest_energies_by_the_factor_asked_for():
     assert bench.label_set("old", [0.25, 0.5], "scale") == "old+0.25scale0.5"
     with pytest.raises(ValueError, match="unknown corruption kind 'flip'"):
         bench.corrupted(pool, 0.25, 0.5, "flip")
+
+
+def test_standard_sizes_without_values_plans_no_baseline():
+    bench = bench_module("md17_ccsd")
+    common = ["--molecules", "ethanol", "--backends", "mace", "--methods", "asteroid", "--cheap-sizes", "4000"]
+    with_baseline = bench.planned(bench.arguments(common))
+    without = bench.planned(bench.arguments([*common, "--standard-sizes"]))
+    assert [s["method"] for s in with_baseline] == ["asteroid", "standard"]
+    assert [s["method"] for s in without] == ["asteroid"]
