@@ -45,6 +45,13 @@ def test_bad_recipe_keys_are_named(tmp_path, fit_keys, message):
         load_config(_yaml(tmp_path, fit=fit_keys))
 
 
+def test_the_joint_recipe_differs_from_scratch_only_by_cosine_decay_for_mace():
+    """A multi-head stage runs few, long epochs, where a plateau patience in epochs never fires."""
+    assert recipe("mace", "joint") == FitConfig(**{**asdict(RECIPES["mace-scratch"]), "schedule": "cosine"})
+    assert RECIPES["mace-scratch"].schedule == "plateau"
+    assert recipe("egnn", "joint") == recipe("egnn", "scratch")
+
+
 def test_recipe_for_an_unknown_backend_or_kind_says_so():
     with pytest.raises(ValueError, match="no training recipe for the model 'schnet'"):
         recipe("schnet", "scratch")

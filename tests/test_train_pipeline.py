@@ -427,7 +427,7 @@ def test_asteroid_trains_differently_from_pretrain_finetune_only_through_its_wei
 #: method -> [(stage, recipe kind, parent checkpoint)], as the pipeline has always chained them.
 STAGE_SEQUENCES = {
     "standard": [("standard", "scratch", None)],
-    "multi_head": [("multi_head", "scratch", None)],
+    "multi_head": [("multi_head", "joint", None)],
     "delta": [("delta", "scratch", None)],
     "cheap_only": [("pretrained", "pretrain", None)],
     "pretrain_finetune": [("pretrained", "pretrain", None), ("fine_tuned", "finetune", "pretrained.ckpt")],
@@ -436,7 +436,7 @@ STAGE_SEQUENCES = {
                  ("fine_tuned", "finetune", "pretrained.ckpt")],
 }
 #: Each stage kind's recipe made recognisable by its learning rate.
-KIND_LR = {"scratch": 0.011, "pretrain": 0.012, "finetune": 0.013}
+KIND_LR = {"scratch": 0.011, "joint": 0.014, "pretrain": 0.012, "finetune": 0.013}
 
 
 def _stub_fit(calls):

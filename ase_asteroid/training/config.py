@@ -17,7 +17,7 @@ from ..models import BACKENDS, DTYPES, EGNNConfig, MACEConfig, config_class
 from ..models.config import check_types
 from ..models.prior import PRIOR_KINDS
 from .loop import FitConfig
-from .recipes import recipe
+from .recipes import KINDS, recipe
 
 METHODS = ("standard", "asteroid", "pretrain_finetune", "cheap_only", "score_matching", "delta", "multi_head")
 
@@ -125,7 +125,7 @@ class TrainConfig:
     there is none) or "lj-uff" (UFF parameters); it enables test-time training
     (refinement/ttt.py), which computes the same labels for the structures at hand.
     fit / pretrain_fit: FitConfig keys that override the model's named recipe
-    (training/recipes.py) for the accurate-data stages (from scratch, fine-tuning) and the
+    (training/recipes.py) for the accurate-data stages (from scratch, joint, fine-tuning) and the
     pre-training stages; empty = the recipe as it is."""
 
     method: str
@@ -156,7 +156,7 @@ class TrainConfig:
         for key in ("fit", "pretrain_fit"):
             if not isinstance(getattr(self, key), dict):
                 raise ValueError(f"{key}: expected a mapping of keys to values, got {getattr(self, key)!r}")
-        for kind in ("scratch", "pretrain", "finetune"):
+        for kind in KINDS:
             self.fit_config(kind)  # unknown keys and bad values fail here, naming the key
         if self.method not in METHODS:
             raise ValueError(f"method: must be one of {METHODS}, got {self.method!r}")
@@ -187,7 +187,7 @@ class TrainConfig:
                              "standard model uses (e.g. 250)")
 
     def fit_config(self, kind: str) -> FitConfig:
-        """The FitConfig of a stage of `kind` (scratch | pretrain | finetune): the model's
+        """The FitConfig of a stage of `kind` (recipes.KINDS): the model's
         recipe with this config's fit (or, for pre-training, pretrain_fit) keys applied."""
         overrides, where = (self.pretrain_fit, "pretrain_fit") if kind == "pretrain" else (self.fit, "fit")
         return recipe(self.model.name, kind, overrides, where)

@@ -119,7 +119,7 @@ class Fresh:
 @dataclass(frozen=True)
 class Stage:
     """One stage of a method: `name` (its checkpoint, ``NAME.ckpt``), `recipe` (the stage
-    kind of recipes.KINDS: scratch | pretrain | finetune), `data` (a key of STAGE_DATA: its
+    kind of recipes.KINDS: scratch | joint | pretrain | finetune), `data` (a key of STAGE_DATA: its
     training and validation sets), `start` (Fresh: a new model, no parent; None: the previous
     stage's model, whose checkpoint becomes the parent), `objective` (replaces the recipe's,
     with the config's temperature_K) and `per_gamma` (repeated for every γ of the config,
@@ -139,7 +139,7 @@ _FINETUNE = Stage("fine_tuned", "finetune", "accurate")
 #: method (config.METHODS) -> its stages, in order: the only place they are chained.
 STAGES: dict[str, tuple[Stage, ...]] = {
     "standard": (Stage("standard", "scratch", "accurate", Fresh(cheap_references=False)),),
-    "multi_head": (Stage("multi_head", "scratch", "all_fidelities", Fresh()),),
+    "multi_head": (Stage("multi_head", "joint", "all_fidelities", Fresh()),),
     "delta": (Stage("delta", "scratch", "minus_baseline", Fresh(cheap_references=False)),),
     "cheap_only": (_PRETRAIN,),
     "pretrain_finetune": (_PRETRAIN, _FINETUNE),
