@@ -14,7 +14,9 @@ eV/Å. Bias weighting can only select among cheap labels when this varies betwee
 configurations, so the table gives its spread (5/25/50/75/95 % points and the
 interquartile range relative to the median) besides its level. With ``--stage-one CKPT``
 (a model trained on the accurate labels, ASTEROID's stage 1) it also gives B(x) at the same
-geometries and its correlation with the true bias: how well the model identifies the bias.
+geometries and its correlation with the true bias: how well the model identifies the bias,
+and B over the N (``--cheap``) cheap training configurations of bench/md17_ccsd.py's runs:
+its quartiles and the share above Tukey's upper fence (section ``label-bias-stage-one``).
 
     python bench/label_bias.py --molecules ethanol --labels new --corrupt 0.25 1 \
         --stage-one runs/ethanol_mace_seed0_140ep_bias_identification.ckpt --gamma-iqr-fractions 1
@@ -79,8 +81,10 @@ def row(molecule: str, labels: str, args) -> dict:
               "mean": float(bias.mean()), "percentiles": q.tolist(), "relative_iqr": float((q[3] - q[1]) / q[2])}
     if args.stage_one:
         from ase_asteroid.checkpoint import load_checkpoint
-        from ase_asteroid.training.stages import force_bias
-        estimate = force_bias(load_checkpoint(args.stage_one), cheap)
+        from ase_asteroid.training.stages import bias_spread, force_bias
+        stage_one = load_checkpoint(args.stage_one)
+        estimate = force_bias(stage_one, cheap)
+        result.update(bias_spread(force_bias(stage_one, cheap_training_set(molecule, labels, args)[0])))
         # stage 1 of the MD17 protocol trains on perm[:200] of the first CCSD file: B there is not a prediction
         unseen = ~np.isin(ccsd_index, np.random.default_rng(0).permutation(
             len(read_dataset(args.data_dir / CCSD[molecule][0])))[:200])
@@ -90,21 +94,28 @@ def row(molecule: str, labels: str, args) -> dict:
     return result
 
 
+def cheap_training_set(molecule: str, labels: str, args) -> tuple[Dataset, np.ndarray]:
+    """The N (--cheap) cheap training configurations of bench/md17_ccsd.py's runs, corrupted
+    as there with --corrupt, and which of them are bad."""
+    from md17_ccsd import accurate_splits, cheap_pool, cheap_permutation, corrupted
+    *_, ccsd = accurate_splits(args.data_dir, molecule)
+    pool = cheap_pool(args.data_dir, molecule, ccsd, args.cache_dir / f"cheap_{molecule}.json", labels=labels)
+    bad = np.zeros(0, dtype=int)
+    if args.corrupt:
+        pool, bad = corrupted(pool, *args.corrupt, args.corrupt_kind)
+    chosen = cheap_permutation(len(pool))[:args.cheap]
+    return pool.subset(chosen), np.isin(chosen, bad)
+
+
 def corruption_row(molecule: str, labels: str, args) -> dict:
     """B(x) of the stage-1 model on the corrupted cheap training set of bench/md17_ccsd.py."""
-    from md17_ccsd import accurate_splits, cheap_pool, cheap_permutation, corrupted
     from ase_asteroid.checkpoint import load_checkpoint
-    from ase_asteroid.training.stages import force_bias
-    *_, ccsd = accurate_splits(args.data_dir, molecule)
-    cache = args.cache_dir / f"cheap_{molecule}.json"
-    pool, bad = corrupted(cheap_pool(args.data_dir, molecule, ccsd, cache, labels=labels), *args.corrupt,
-                          args.corrupt_kind)
-    chosen = cheap_permutation(len(pool))[:args.cheap]
-    is_bad = np.isin(chosen, bad)
-    bias = force_bias(load_checkpoint(args.stage_one), pool.subset(chosen))
+    from ase_asteroid.training.stages import bias_spread, force_bias
+    cheap, is_bad = cheap_training_set(molecule, labels, args)
+    bias = force_bias(load_checkpoint(args.stage_one), cheap)
     return {"molecule": molecule, "labels": labels, "cheap": int(args.cheap),
             "corrupt": f"{args.corrupt_kind} {args.corrupt[0]:g} × {args.corrupt[1]:g}",
-            **separation(bias, is_bad, args.gamma_iqr_fractions)}
+            **separation(bias, is_bad, args.gamma_iqr_fractions), **bias_spread(bias)}
 
 
 def separation(bias: np.ndarray, is_bad: np.ndarray, gamma_iqr_fractions: list[float]) -> dict:
@@ -126,14 +137,15 @@ def separation(bias: np.ndarray, is_bad: np.ndarray, gamma_iqr_fractions: list[f
 def corruption_table(rows: list[dict]) -> str:
     lines = ["B(x) of the stage-1 model on the cheap training configurations with known bad labels (eV/Å), and "
              "the share of the pre-training weight that the bad ones keep at γ = fraction × B's interquartile "
-             "range (without weights: their count's share).", "",
+             "range (without weights: their count's share). Above fence: the share of all N with B above "
+             "the third quartile + 1.5 IQR, the diagnostic a run records in gamma_search.json.", "",
              "| molecule | cheap labels | corruption | cheap | bad | B median bad | B median clean | AUC | IQR | "
-             "weight share of the bad (γ / IQR: share) |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "above fence | weight share of the bad (γ / IQR: share) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         shares = ", ".join(f"{k}: {v:.1%}" for k, v in r["weight_share_bad"].items())
         lines.append(f"| {r['molecule']} | {r['labels']} | {r['corrupt']} | {r['cheap']} | {r['bad']} | "
                      f"{r['B_median_bad']:.3f} | {r['B_median_clean']:.3f} | {r['auc']:.3f} | {r['iqr']:.3f} | "
-                     f"{shares} |")
+                     f"{r['share_above_upper_fence']:.1%} | {shares} |")
     return "\n".join(lines)
 
 
@@ -141,18 +153,23 @@ def table(rows: list[dict]) -> str:
     lines = ["True bias of the cheap force labels at the geometries shared with the CCSD files (mean |Δf| "
              "per configuration over force components, eV/Å).", "",
              "| molecule | cheap labels | shared geometries | mean | 5/25/50/75/95 % | IQR / median |"
-             + (" B(x) median | Pearson | Spearman | not in stage 1's training | Pearson there |"
-                if "pearson" in rows[0] else ""),
-             "|---|---|---|---|---|---|" + ("---|---|---|---|---|" if "pearson" in rows[0] else "")]
+             + (" B(x) median | Pearson | Spearman | not in stage 1's training | Pearson there | B on the N cheap: "
+                "quartiles | above fence |" if "pearson" in rows[0] else ""),
+             "|---|---|---|---|---|---|" + ("---|---|---|---|---|---|---|" if "pearson" in rows[0] else "")]
     for r in rows:
         line = (f"| {r['molecule']} | {r['labels']} ({LABELS[r['labels']]}) | {r['shared']} | {r['mean']:.3f} | "
                 + "/".join(f"{x:.3f}" for x in r["percentiles"]) + f" | {r['relative_iqr']:.2f} |")
         if "pearson" in r:
             line += (f" {r['B_median']:.3f} | {r['pearson']:.2f} | {r['spearman']:.2f} | {r['unseen']} | "
-                     f"{r['pearson_unseen']:.2f} |")
+                     f"{r['pearson_unseen']:.2f} | " + "/".join(f"{x:.3f}" for x in r["bias_quartiles_eV_per_A"])
+                     + f" | {r['share_above_upper_fence']:.1%} |")
         lines.append(line)
     worst = max(r["max_residual_A"] for r in rows)
     lines += ["", f"Largest superposition residual of a shared geometry: {worst:.1e} Å."]
+    if "pearson" in rows[0]:
+        lines += ["", "B on the N cheap: B(x) of the stage-1 model over the N (--cheap) cheap training configurations "
+                  "of bench/md17_ccsd.py's runs; above fence: the share of them with B above the third quartile + "
+                  "1.5 IQR, the diagnostic a run records in gamma_search.json."]
     return "\n".join(lines)
 
 
@@ -165,11 +182,11 @@ def main(argv=None) -> int:
     parser.add_argument("--corrupt", nargs=2, type=float, metavar=("FRACTION", "SIZE"),
                         help="the controlled case of bench/md17_ccsd.py (needs --stage-one)")
     parser.add_argument("--corrupt-kind", choices=["noise", "scale"], default="noise")
-    parser.add_argument("--cheap", type=int, default=4000, help="with --corrupt: the run's cheap training count")
+    parser.add_argument("--cheap", type=int, default=4000, help="with --stage-one: the runs' cheap training count")
     parser.add_argument("--gamma-iqr-fractions", nargs="+", type=float, default=[1.0],
                         help="with --corrupt: the γ grid as fractions of B's interquartile range")
     parser.add_argument("--cache-dir", type=Path, default=Path("bench_results"),
-                        help="with --corrupt: where bench/md17_ccsd.py keeps cheap_MOLECULE.json (its --results folder)")
+                        help="with --stage-one: where bench/md17_ccsd.py keeps cheap_MOLECULE.json (its --results folder)")
     parser.add_argument("--write", type=Path, help="update this markdown file's label-bias section")
     args = parser.parse_args(argv)
     if args.corrupt and not args.stage_one:
@@ -180,7 +197,7 @@ def main(argv=None) -> int:
         report(corruption_table(rows), f"label-bias-corrupt-{args.corrupt_kind}", command, args.write)
         return 0
     rows = [row(m, labels, args) for m in args.molecules for labels in args.labels]
-    report(table(rows), "label-bias", command, args.write)
+    report(table(rows), "label-bias-stage-one" if args.stage_one else "label-bias", command, args.write)
     return 0
 
 

@@ -24,7 +24,7 @@ from ..refinement.ttt import store_prior_reference
 from ..models import ForceField
 from .config import DataSpec, TrainConfig
 from .loop import FitConfig, errors, fit
-from .stages import bias_weights, force_bias, new_model, unlabelled, weighted
+from .stages import bias_spread, bias_weights, force_bias, new_model, unlabelled, weighted
 
 
 @dataclass(frozen=True)
@@ -282,7 +282,7 @@ def _gamma_search(run: _Run, stages: list[Stage], start: ForceField | None) -> F
     best = min(candidates, key=lambda c: c[0])
     (Path(run.config.out) / "gamma_search.json").write_text(json.dumps(
         {"chosen_gamma_eV_per_A": best[1], "val_force_mae_eV_per_A": {f"{g:g}": e for e, g, _, _ in candidates},
-         "bias_quartiles_eV_per_A": np.percentile(run.bias(), [25, 50, 75]).tolist(),
+         **bias_spread(run.bias()),
          "gamma_iqr_fractions": list(run.config.gamma_iqr_fractions)}, indent=1))
     run.stages.paths[stages[-1].name] = run.stages.paths[best[3]]
     return best[2]

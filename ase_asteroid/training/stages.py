@@ -57,6 +57,17 @@ def force_bias(model: ForceField, cheap: Dataset, batch_size: int = 50) -> np.nd
     return np.concatenate(biases)
 
 
+def bias_spread(bias_eV_per_A: np.ndarray) -> dict:
+    """B's quartiles (eV/Å) and the share of configurations above Tukey's upper fence (the
+    third quartile + 1.5 interquartile ranges): cheap labels whose error stands out from the
+    rest, the case bias weights help with (docs/benchmarks.md, "When bias weights help")."""
+    q1, median, q3 = np.percentile(bias_eV_per_A, [25, 50, 75])
+    fence = q3 + 1.5 * (q3 - q1)
+    return {"bias_quartiles_eV_per_A": [float(q1), float(median), float(q3)],
+            "bias_upper_fence_eV_per_A": float(fence),
+            "share_above_upper_fence": float(np.mean(np.asarray(bias_eV_per_A) > fence))}
+
+
 def bias_weights(bias_eV_per_A: np.ndarray, gamma_eV_per_A: float) -> np.ndarray:
     """w ∝ exp(-B/γ), normalised to mean 1 over the cheap set; γ = inf gives equal weights.
 
