@@ -357,15 +357,17 @@ def learning_curve_figure(rows: list[dict], path: Path) -> bool:
     groups = [g for g in groups if len({r["accurate"] for r in rows if curve(r) == g and r["method"] == "standard"}) >= 2]
     if not groups:
         return False
+    others = [r for r in rows if r["method"] not in ("standard", "cheap_only")]
+    colors = {m: f"C{i}" for i, m in enumerate(sorted({r["method"] for r in others}))}  # the same in every panel
+    markers = dict(zip(sorted({r["labels"] for r in others}), "*DsP^vX"))
     fig, axes = plt.subplots(1, len(groups), figsize=(5 * len(groups), 3.8), squeeze=False)
     for ax, shown in zip(axes[0], groups):
         mine = [r for r in rows if curve(r) == shown and r["method"] != "cheap_only"]
         standard = sorted((r["accurate"], r["force_mae_kcal_per_mol_A"]) for r in mine if r["method"] == "standard")
         ax.plot(*zip(*standard), "o-", color="k", label="standard (accurate labels only)")
-        for r in mine:
-            if r["method"] != "standard":
-                ax.plot(r["accurate"], r["force_mae_kcal_per_mol_A"], "*", markersize=11,
-                        label=f"{r['method']} + {r['cheap']} cheap ({r['labels']})")
+        for r in sorted((r for r in mine if r["method"] != "standard"), key=lambda r: (r["method"], r["labels"])):
+            ax.plot(r["accurate"], r["force_mae_kcal_per_mol_A"], markers[r["labels"]], markersize=9,
+                    color=colors[r["method"]], label=f"{r['method']} + {r['cheap']} cheap ({r['labels']})")
         ax.set(xscale="log", yscale="log", xlabel="accurate training labels", ylabel="test force MAE, kcal/mol/Å",
                title=f"{shown[0]}, {shown[1]}, {shown[2]} epochs")
         ax.set_xticks(sorted({r["accurate"] for r in mine}))
