@@ -16,7 +16,8 @@ interquartile range relative to the median) besides its level. With ``--stage-on
 (a model trained on the accurate labels, ASTEROID's stage 1) it also gives B(x) at the same
 geometries and its correlation with the true bias: how well the model identifies the bias,
 and B over the N (``--cheap``) cheap training configurations of bench/md17_ccsd.py's runs:
-its quartiles and the share above Tukey's upper fence (section ``label-bias-stage-one``).
+its quartiles and the share above the fence of
+training/stages.py's bias_spread (section ``label-bias-stage-one``).
 
     python bench/label_bias.py --molecules ethanol --labels new --corrupt 0.25 1 \
         --stage-one runs/ethanol_mace_seed0_140ep_bias_identification.ckpt --gamma-iqr-fractions 1
@@ -138,14 +139,14 @@ def corruption_table(rows: list[dict]) -> str:
     lines = ["B(x) of the stage-1 model on the cheap training configurations with known bad labels (eV/Å), and "
              "the share of the pre-training weight that the bad ones keep at γ = fraction × B's interquartile "
              "range (without weights: their count's share). Above fence: the share of all N with B above "
-             "the third quartile + 1.5 IQR, the diagnostic a run records in gamma_search.json.", "",
+             "the median + 4 × (median − first quartile), the diagnostic a run records in gamma_search.json.", "",
              "| molecule | cheap labels | corruption | cheap | bad | B median bad | B median clean | AUC | IQR | "
              "above fence | weight share of the bad (γ / IQR: share) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         shares = ", ".join(f"{k}: {v:.1%}" for k, v in r["weight_share_bad"].items())
         lines.append(f"| {r['molecule']} | {r['labels']} | {r['corrupt']} | {r['cheap']} | {r['bad']} | "
                      f"{r['B_median_bad']:.3f} | {r['B_median_clean']:.3f} | {r['auc']:.3f} | {r['iqr']:.3f} | "
-                     f"{r['share_above_upper_fence']:.1%} | {shares} |")
+                     f"{r['share_above_bias_fence']:.1%} | {shares} |")
     return "\n".join(lines)
 
 
@@ -162,14 +163,14 @@ def table(rows: list[dict]) -> str:
         if "pearson" in r:
             line += (f" {r['B_median']:.3f} | {r['pearson']:.2f} | {r['spearman']:.2f} | {r['unseen']} | "
                      f"{r['pearson_unseen']:.2f} | " + "/".join(f"{x:.3f}" for x in r["bias_quartiles_eV_per_A"])
-                     + f" | {r['share_above_upper_fence']:.1%} |")
+                     + f" | {r['share_above_bias_fence']:.1%} |")
         lines.append(line)
     worst = max(r["max_residual_A"] for r in rows)
     lines += ["", f"Largest superposition residual of a shared geometry: {worst:.1e} Å."]
     if "pearson" in rows[0]:
         lines += ["", "B on the N cheap: B(x) of the stage-1 model over the N (--cheap) cheap training configurations "
-                  "of bench/md17_ccsd.py's runs; above fence: the share of them with B above the third quartile + "
-                  "1.5 IQR, the diagnostic a run records in gamma_search.json."]
+                  "of bench/md17_ccsd.py's runs; above fence: the share of them with B above the median + 4 × "
+                  "(median − first quartile), the diagnostic a run records in gamma_search.json."]
     return "\n".join(lines)
 
 

@@ -316,7 +316,7 @@ def test_gamma_grid_from_fractions_of_the_bias_spread(tmp_path):
     q1, q3 = np.percentile(force_bias(stage_one, splits_from_config(config).cheap), [25, 75])
     assert q3 - q1 > 0 and search["gamma_iqr_fractions"] == [0.5, 2]
     assert search["bias_quartiles_eV_per_A"][::2] == pytest.approx([q1, q3], rel=1e-6)
-    assert 0 <= search["share_above_upper_fence"] <= 1
+    assert 0 <= search["share_above_bias_fence"] <= 1
     assert sorted(map(float, search["val_force_mae_eV_per_A"])) == pytest.approx([0.5 * (q3 - q1), 2 * (q3 - q1)],
                                                                                   rel=1e-3)
     with pytest.raises(ValueError, match="gamma_iqr_fractions"):

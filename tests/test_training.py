@@ -137,17 +137,16 @@ def test_bias_and_weights_on_a_known_offset(xtb_data):
         bias_weights(bias, 0.0)
 
 
-def test_bias_spread_counts_the_labels_above_tukeys_upper_fence():
+def test_bias_spread_counts_the_labels_above_a_fence_that_the_bad_ones_do_not_move():
     from ase_asteroid.training.stages import bias_spread
-    clean = np.linspace(0.30, 0.40, 101)  # quartiles 0.325/0.35/0.375: fence 0.45
-    spread = bias_spread(np.concatenate([clean, [0.44, 0.46, 0.9, 1.2]]))
-    assert spread["bias_quartiles_eV_per_A"] == pytest.approx(np.percentile(np.r_[clean, 0.44, 0.46, 0.9, 1.2],
-                                                                            [25, 50, 75]))
-    q1, _, q3 = spread["bias_quartiles_eV_per_A"]
-    assert spread["bias_upper_fence_eV_per_A"] == pytest.approx(q3 + 1.5 * (q3 - q1))
-    assert 0.44 < spread["bias_upper_fence_eV_per_A"] < 0.46
-    assert spread["share_above_upper_fence"] == pytest.approx(3 / 105)
-    assert bias_spread(clean)["share_above_upper_fence"] == 0.0
+    clean = np.random.default_rng(0).normal(0.37, 0.024, 3000)
+    assert bias_spread(clean)["share_above_bias_fence"] == pytest.approx(0.0035, abs=0.003)  # normal: 2.7 σ
+    for bad_share in (0.1, 0.25, 0.4):
+        bad = np.full(round(bad_share / (1 - bad_share) * len(clean)), 0.86)
+        spread = bias_spread(np.concatenate([clean, bad]))
+        q1, median, _ = spread["bias_quartiles_eV_per_A"]
+        assert spread["bias_fence_eV_per_A"] == pytest.approx(median + 4 * (median - q1))
+        assert spread["share_above_bias_fence"] == pytest.approx(bad_share, abs=0.01)
 
 
 def test_bias_of_molecules_of_different_sizes_is_their_mean_component_error(xtb_data):

@@ -58,14 +58,18 @@ def force_bias(model: ForceField, cheap: Dataset, batch_size: int = 50) -> np.nd
 
 
 def bias_spread(bias_eV_per_A: np.ndarray) -> dict:
-    """B's quartiles (eV/Å) and the share of configurations above Tukey's upper fence (the
-    third quartile + 1.5 interquartile ranges): cheap labels whose error stands out from the
-    rest, the case bias weights help with (docs/benchmarks.md, "When bias weights help")."""
+    """B's quartiles (eV/Å) and the share of configurations above a fence set by B's lower
+    half, the median + 4 × (median − first quartile): for a normal distribution the point of
+    Tukey's fence (2.7 σ), but one that bad labels, which raise B, cannot move as long as they
+    are fewer than half. That share estimates the fraction of cheap labels whose error stands
+    out from the rest: the case bias weights help with (docs/benchmarks.md, "When bias weights
+    help"); on MD17 ethanol it is 0.8-0.9 % for clean labels and 23-26 % with a known 25 %
+    corrupted, where Tukey's own fence (third quartile + 1.5 IQR), moved by them, gives 1.8 %."""
     q1, median, q3 = np.percentile(bias_eV_per_A, [25, 50, 75])
-    fence = q3 + 1.5 * (q3 - q1)
+    fence = median + 4 * (median - q1)
     return {"bias_quartiles_eV_per_A": [float(q1), float(median), float(q3)],
-            "bias_upper_fence_eV_per_A": float(fence),
-            "share_above_upper_fence": float(np.mean(np.asarray(bias_eV_per_A) > fence))}
+            "bias_fence_eV_per_A": float(fence),
+            "share_above_bias_fence": float(np.mean(np.asarray(bias_eV_per_A) > fence))}
 
 
 def bias_weights(bias_eV_per_A: np.ndarray, gamma_eV_per_A: float) -> np.ndarray:
