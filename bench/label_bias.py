@@ -16,8 +16,8 @@ interquartile range relative to the median) besides its level. With ``--stage-on
 (a model trained on the accurate labels, ASTEROID's stage 1) it also gives B(x) at the same
 geometries and its correlation with the true bias: how well the model identifies the bias,
 and B over the N (``--cheap``) cheap training configurations of bench/md17_ccsd.py's runs:
-its quartiles and the share above the fence of
-training/stages.py's bias_spread (section ``label-bias-stage-one``).
+its quartiles and the share above the fence of training/stages.py's bias_spread (section
+``label-bias-stage-one``).
 
     python bench/label_bias.py --molecules ethanol --labels new --corrupt 0.25 1 \
         --stage-one runs/ethanol_mace_seed0_140ep_bias_identification.ckpt --gamma-iqr-fractions 1
@@ -48,6 +48,8 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "md17"
 CCSD = {"ethanol": ["ethanol_ccsd_t-train.npz"], "malonaldehyde": ["malonaldehyde_ccsd_t-train.npz"],
         "aspirin": ["aspirin_ccsd-train.npz", "aspirin_ccsd-test.npz"]}
 LABELS = {"new": "PBE/def2-SVP", "old": "PBE+vdW-TS"}
+FENCE = ("above fence: the share of the N with B above the median + 4 × (median − first quartile), the "
+         "diagnostic a run records in gamma_search.json.")
 
 
 def superimposing_rotation(moving: np.ndarray, fixed: np.ndarray) -> np.ndarray:
@@ -138,8 +140,7 @@ def separation(bias: np.ndarray, is_bad: np.ndarray, gamma_iqr_fractions: list[f
 def corruption_table(rows: list[dict]) -> str:
     lines = ["B(x) of the stage-1 model on the cheap training configurations with known bad labels (eV/Å), and "
              "the share of the pre-training weight that the bad ones keep at γ = fraction × B's interquartile "
-             "range (without weights: their count's share). Above fence: the share of all N with B above "
-             "the median + 4 × (median − first quartile), the diagnostic a run records in gamma_search.json.", "",
+             "range (without weights: their count's share); " + FENCE, "",
              "| molecule | cheap labels | corruption | cheap | bad | B median bad | B median clean | AUC | IQR | "
              "above fence | weight share of the bad (γ / IQR: share) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -169,8 +170,7 @@ def table(rows: list[dict]) -> str:
     lines += ["", f"Largest superposition residual of a shared geometry: {worst:.1e} Å."]
     if "pearson" in rows[0]:
         lines += ["", "B on the N cheap: B(x) of the stage-1 model over the N (--cheap) cheap training configurations "
-                  "of bench/md17_ccsd.py's runs; above fence: the share of them with B above the median + 4 × "
-                  "(median − first quartile), the diagnostic a run records in gamma_search.json."]
+                  "of bench/md17_ccsd.py's runs; " + FENCE]
     return "\n".join(lines)
 
 

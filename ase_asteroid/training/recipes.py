@@ -3,9 +3,10 @@
 Stage kinds: ``scratch`` (training from random weights on accurate data: standard,
 ASTEROID's bias identification, Δ-learning), ``joint`` (training from random weights on all
 fidelities at once: multi-head), ``pretrain`` (pre-training on cheap or unlabelled data) and
-``finetune`` (fine-tuning a pre-trained model on accurate data). A user gets them without writing any ``fit:`` keys; every key of the YAML's ``fit``
-(scratch, joint and finetune stages) or ``pretrain_fit`` (pretrain stages) overrides the
-recipe's value. The evidence for each choice is in docs/training.md ("Recipes").
+``finetune`` (fine-tuning a pre-trained model on accurate data). A user gets them without
+writing any ``fit:`` keys; every key of the YAML's ``fit`` (scratch, joint and finetune
+stages) or ``pretrain_fit`` (pretrain stages) overrides the recipe's value. The evidence
+for each choice is in docs/training.md ("Recipes").
 """
 
 from __future__ import annotations
