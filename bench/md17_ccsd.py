@@ -17,7 +17,7 @@ across N) and 100 for cheap validation ([-100:]).
 Runs (each a row of the results file, which is appended as runs finish; a rerun skips the
 rows it has): standard (250, and ``--standard-sizes`` more for the data-efficiency curve:
 perm[:250] then perm[300:500], the configurations outside validation and test), asteroid
-(200 + N, γ chosen by validation after fine-tuning if several are given), pretrain_finetune (no bias weights, γ = ∞) whose
+(200 + N, or the first M of that order with ``--accurate-sizes``; γ chosen by validation after fine-tuning if several are given), pretrain_finetune (no bias weights, γ = ∞) whose
 pre-trained stage is also the cheap_only row, score_matching (the rMD17 geometries
 of the largest N with labels removed, 500 K, the temperature of the MD17 trajectories), and
 mace_torch_finetune: the peer a user would pick instead, mace-torch's own trainer on the same
@@ -166,7 +166,8 @@ def run_one(spec: dict, data: dict, args) -> list[dict]:
                                      "val": data["val"]}, data["test"], out, dtype)]
     method, more = spec["method"], ()
     if method.startswith("multi_head"):  # one joint stage, as many configuration visits as the others' stages
-        fit = {**fit, "epochs": max(1, round((args.pretrain_visits + spec["epochs"] * 200) / (n + 4 * 200)))}
+        accurate = spec["accurate"]
+        fit = {**fit, "epochs": max(1, round((args.pretrain_visits + spec["epochs"] * accurate) / (n + 4 * accurate)))}
         if method == "multi_head3":  # a third fidelity: the other rMD17 label set, on other geometries
             other = cheap_pool(args.data_dir, spec["molecule"], None, data["cache"], labels=OTHER[spec["labels"].split("+")[0]])
             more = (other.subset(cheap_perm[n:2 * n]),)
@@ -177,7 +178,9 @@ def run_one(spec: dict, data: dict, args) -> list[dict]:
                          temperature_K=SM_TEMPERATURE_K, fit=fit, pretrain_fit=pretrain, out=str(out), seed=seed,
                          accurate_repeats=4 if method == "multi_head" else 1)
     train = accurate_train(data["train"], spec["accurate"])
-    shared_bias = args.results.parent / "runs" / f"{spec['molecule']}_{spec['backend']}_seed{seed}_{spec['epochs']}ep_bias_identification.ckpt"
+    more_accurate = f"_{spec['accurate']}acc" if spec["accurate"] != 200 else ""  # stage 1 trains on the accurate labels
+    shared_bias = (args.results.parent / "runs" /
+                   f"{spec['molecule']}_{spec['backend']}_seed{seed}_{spec['epochs']}ep{more_accurate}_bias_identification.ckpt")
     if spec["method"] == "asteroid" and shared_bias.exists():  # stage 1 does not depend on N: train it once
         out.mkdir(parents=True, exist_ok=True)
         shutil.copy(shared_bias, out / "bias_identification.ckpt")
@@ -230,8 +233,8 @@ def planned(args) -> list[dict]:
             sizes = [max(args.cheap_sizes)] if method == "score_matching" else args.cheap_sizes
             if method == "mace_torch_finetune" and backend != "mace":
                 continue  # the peer trains MACE only
-            runs += [{**common, "method": method, "cheap": n, "accurate": 200, "labels": labels,
-                      "pretrain_epochs": pretrain_epochs(args, n)} for n in sizes]
+            runs += [{**common, "method": method, "cheap": n, "accurate": accurate, "labels": labels,
+                      "pretrain_epochs": pretrain_epochs(args, n)} for accurate in args.accurate_sizes for n in sizes]
         runs += [{**common, "method": "standard", "cheap": 0, "accurate": n, "labels": "-", "pretrain_epochs": 0}  # the baselines last
                  for n in args.standard_sizes]
     return runs
@@ -345,8 +348,9 @@ def sample_efficiency(rows: list[dict]) -> list[str]:
 
 def learning_curve_figure(rows: list[dict], path: Path) -> bool:
     """Log-log force MAE against accurate labels per molecule and model: the standard runs as a
-    line, every other method (with cheap labels) as points at its accurate count; False (no
-    figure) where no molecule has two standard counts."""
+    black line, every other method (with cheap labels) as points at its accurate counts, joined
+    where one method with one cheap set was run at several; False (no figure) where no molecule
+    has two standard counts."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -365,9 +369,15 @@ def learning_curve_figure(rows: list[dict], path: Path) -> bool:
         mine = [r for r in rows if curve(r) == shown and r["method"] != "cheap_only"]
         standard = sorted((r["accurate"], r["force_mae_kcal_per_mol_A"]) for r in mine if r["method"] == "standard")
         ax.plot(*zip(*standard), "o-", color="k", label="standard (accurate labels only)")
-        for r in sorted((r for r in mine if r["method"] != "standard"), key=lambda r: (r["method"], r["labels"])):
-            ax.plot(r["accurate"], r["force_mae_kcal_per_mol_A"], markers[r["labels"]], markersize=9,
-                    color=colors[r["method"]], label=f"{r['method']} + {r['cheap']} cheap ({r['labels']})")
+        series: dict[tuple, list] = {}
+        for r in mine:
+            if r["method"] != "standard":
+                series.setdefault((r["method"], r["labels"], r["cheap"]), []).append(
+                    (r["accurate"], r["force_mae_kcal_per_mol_A"]))
+        most = max(cheap for _, _, cheap in series) if series else 0
+        for (method, labels, cheap), points in sorted(series.items()):  # fewer cheap labels: hollow markers
+            ax.plot(*zip(*sorted(points)), markers[labels] + "-", markersize=9, color=colors[method],
+                    fillstyle="full" if cheap == most else "none", label=f"{method} + {cheap} cheap ({labels})")
         ax.set(xscale="log", yscale="log", xlabel="accurate training labels", ylabel="test force MAE, kcal/mol/Å",
                title=f"{shown[0]}, {shown[1]}, {shown[2]} epochs")
         ax.set_xticks(sorted({r["accurate"] for r in mine}))
@@ -409,6 +419,9 @@ def arguments(argv=None) -> argparse.Namespace:
                         help="multi_head: CCSD + DFT heads; multi_head3: + a head for the other rMD17 label set "
                              "(other geometries); mace_torch_finetune: mace-torch's naive fine-tune (mace only)")
     parser.add_argument("--cheap-sizes", nargs="+", type=int, default=[1000, 2000, 4000])
+    parser.add_argument("--accurate-sizes", nargs="+", type=int, default=[200],
+                        help="accurate labels of the runs with cheap data (200: the equal-cost runs; more for the "
+                             "data-efficiency curve, the first N of the standard runs' order)")
     parser.add_argument("--gammas", nargs="+", type=float, default=[0.05], help="γ grid, eV/Å")
     parser.add_argument("--gamma-iqr-fractions", nargs="+", type=float, default=[],
                         help="instead of --gammas: γ grid as fractions of the interquartile range of B")

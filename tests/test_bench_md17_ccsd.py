@@ -13,7 +13,7 @@ from ase_asteroid.data import Configuration, Dataset
 
 def _args(epochs: int, visits: int = 40000) -> argparse.Namespace:
     return argparse.Namespace(molecules=["aspirin"], backends=["mace"], seeds=[0], methods=["pretrain_finetune"],
-                              labels=["old"], corrupt=None, corrupt_kind="noise", cheap_sizes=[4000], standard_sizes=[250],
+                              labels=["old"], corrupt=None, corrupt_kind="noise", cheap_sizes=[4000], accurate_sizes=[200], standard_sizes=[250],
                               epochs=epochs, pretrain_visits=visits, gammas=[0.05], gamma_iqr_fractions=[1.0], fit={})
 
 
@@ -81,3 +81,16 @@ def test_standard_sizes_without_values_plans_no_baseline():
     without = bench.planned(bench.arguments([*common, "--standard-sizes"]))
     assert [s["method"] for s in with_baseline] == ["asteroid", "standard"]
     assert [s["method"] for s in without] == ["asteroid"]
+
+
+def test_accurate_sizes_plan_one_run_each_that_a_rerun_tells_apart():
+    bench = bench_module("md17_ccsd")
+    specs = bench.planned(bench.arguments(["--molecules", "ethanol", "--backends", "mace", "--methods",
+                                           "pretrain_finetune", "--cheap-sizes", "4000", "--accurate-sizes", "200",
+                                           "400", "--standard-sizes"]))
+    assert [(s["method"], s["accurate"], s["cheap"]) for s in specs] == [("pretrain_finetune", 200, 4000),
+                                                                          ("pretrain_finetune", 400, 4000)]
+    assert len({bench.key(_row(s, 1.0)) for s in specs}) == 2  # the 400 run is not skipped as the 200 one
+    default = bench.planned(bench.arguments(["--molecules", "ethanol", "--backends", "mace", "--methods",
+                                             "pretrain_finetune", "--cheap-sizes", "4000", "--standard-sizes"]))
+    assert [s["accurate"] for s in default] == [200]
