@@ -166,8 +166,7 @@ def run_one(spec: dict, data: dict, args) -> list[dict]:
                                      "val": data["val"]}, data["test"], out, dtype)]
     method, more = spec["method"], ()
     if method.startswith("multi_head"):  # one joint stage, as many configuration visits as the others' stages
-        accurate = spec["accurate"]
-        fit = {**fit, "epochs": max(1, round((args.pretrain_visits + spec["epochs"] * accurate) / (n + 4 * accurate)))}
+        fit = {**fit, "epochs": joint_epochs(spec)}
         if method == "multi_head3":  # a third fidelity: the other rMD17 label set, on other geometries
             other = cheap_pool(args.data_dir, spec["molecule"], None, data["cache"], labels=OTHER[spec["labels"].split("+")[0]])
             more = (other.subset(cheap_perm[n:2 * n]),)
@@ -256,6 +255,15 @@ def curve(row: dict) -> tuple:
     return row["molecule"], row["backend"], row["epochs"]
 
 
+def joint_epochs(spec: dict) -> int:
+    """Epochs of a multi-head run's one joint stage (the cheap configurations once and the accurate
+    ones 4× per epoch): as many configuration visits as the two-stage runs' pre-training and
+    accurate stage together."""
+    accurate = spec["accurate"]
+    visits = spec["pretrain_epochs"] * spec["cheap"] + spec["epochs"] * accurate
+    return max(1, round(visits / (spec["cheap"] + 4 * accurate)))
+
+
 def pretrain_epochs(args, n_cheap: int) -> int:
     """Pre-training epochs on N cheap configurations: --pretrain-visits / N (none without cheap data)."""
     return max(1, round(args.pretrain_visits / n_cheap)) if n_cheap else 0
@@ -304,6 +312,8 @@ def table(rows: list[dict], args) -> str:
         # a "standard, 200" row is stage 1 of the first asteroid run; its time is counted there
         minutes = "(in asteroid)" if r["method"] == "standard" and r["accurate"] == 200 else f"{r['seconds'] / 60:.1f}"
         epochs = f"{r['pretrain_epochs']} + {r['epochs']}" if r["cheap"] else f"{r['epochs']}"
+        if r["method"].startswith("multi_head"):
+            epochs = f"{joint_epochs(r)} joint (visits of {epochs})"
         lines.append(f"| {r['molecule']} | {r['backend']} | {r['method']} | {r['accurate']} | {r['cheap']} | "
                      f"{r['labels']} | {epochs} | {r['seeds']} | {r['force_mae_kcal_per_mol_A']:.3f}{spread} "
                      f"({r['force_mae_meV_per_A']:.1f}) | {ratio} | "

@@ -94,3 +94,12 @@ def test_accurate_sizes_plan_one_run_each_that_a_rerun_tells_apart():
     default = bench.planned(bench.arguments(["--molecules", "ethanol", "--backends", "mace", "--methods",
                                              "pretrain_finetune", "--cheap-sizes", "4000", "--standard-sizes"]))
     assert [s["accurate"] for s in default] == [200]
+
+
+def test_the_table_gives_a_multi_head_run_its_joint_epochs():
+    bench = bench_module("md17_ccsd")
+    spec = {"molecule": "ethanol", "backend": "mace", "seed": 0, "epochs": 140, "method": "multi_head",
+            "cheap": 4000, "accurate": 200, "labels": "old", "pretrain_epochs": 10}
+    assert bench.joint_epochs(spec) == 14  # (10 × 4000 + 140 × 200) visits / (4000 + 4 × 200) per epoch
+    line = next(x for x in bench.table([_row(spec, 0.25)], _args(140)).splitlines() if "| multi_head |" in x)
+    assert "| 14 joint (visits of 10 + 140) |" in line
