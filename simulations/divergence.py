@@ -49,6 +49,7 @@ class DivergenceMonitor:
     def __init__(self, start: Atoms, temperature_K: float, criteria: DivergenceCriteria = DivergenceCriteria()):
         self.criteria = criteria
         self.masses = start.get_masses()
+        self.symbols = start.get_chemical_symbols()
         self.bonds = bonds_of(start)
         self.bond_lengths = self._bond_lengths(start.positions)
         self.max_distance = self._max_distance(start.positions)
@@ -63,17 +64,25 @@ class DivergenceMonitor:
 
     def bond_deviation(self, positions: np.ndarray) -> float:
         """Largest |bond length - starting length| (Å); 0 for a molecule without bonds."""
+        return self._worst_bond(positions)[1]
+
+    def _worst_bond(self, positions: np.ndarray) -> tuple[int, float]:
+        """(index into self.bonds, its |length - starting length| in Å) of the bond that deviates most."""
         if len(self.bonds) == 0:
-            return 0.0
-        return float(np.max(np.abs(self._bond_lengths(positions) - self.bond_lengths)))
+            return -1, 0.0
+        deviations = np.abs(self._bond_lengths(positions) - self.bond_lengths)
+        worst = int(np.argmax(deviations))
+        return worst, float(deviations[worst])
 
     def check(self, positions: np.ndarray, forces: np.ndarray, velocities: np.ndarray) -> str | None:
         """The first criterion that fires, as a short reason, or None if the run is fine."""
         if not (np.isfinite(positions).all() and np.isfinite(forces).all()):
             return "non_finite"
-        deviation = self.bond_deviation(positions)
+        worst, deviation = self._worst_bond(positions)
         if deviation > self.criteria.bond_deviation_A:
-            return f"bond: deviation {deviation:.2f} Å > {self.criteria.bond_deviation_A} Å"
+            i, j = self.bonds[worst]
+            return (f"bond: {self.symbols[i]}-{self.symbols[j]} (atoms {i}-{j}) deviation {deviation:.2f} Å > "
+                    f"{self.criteria.bond_deviation_A} Å")
         growth = self._max_distance(positions) - self.max_distance
         if growth > self.criteria.max_distance_increase_A:
             return f"max_distance: +{growth:.2f} Å > {self.criteria.max_distance_increase_A} Å"

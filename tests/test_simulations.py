@@ -99,13 +99,22 @@ def test_divergence_criteria_fire(case, reason):
     if case == "nan_force":
         f[3, 1] = np.nan
     elif case == "stretched_bond":
-        x[8] += (x[8] - x[2]) * 0.6          # O-H bond (0.97 Å) stretched by ~0.58 Å
+        x[3] += (x[3] - x[2]) * 0.6          # O-H bond (0.97 Å) stretched by ~0.58 Å
     elif case == "exploded":
         x *= 2.5                              # every distance grows, bonds included
         monitor.criteria = DivergenceCriteria(bond_deviation_A=10.0, max_distance_increase_A=2.0)
     else:
         v *= 3.0                              # 9x the kinetic energy
     assert monitor.check(x, f, v).startswith(reason)
+
+
+def test_a_bond_failure_names_the_bond():
+    start = molecule("CH3CH2OH")
+    x = start.positions.copy()
+    x[3] += (x[3] - x[2]) * 0.6              # the O-H bond (0.97 Å) stretched by 0.58 Å
+    monitor = DivergenceMonitor(start, 300)
+    v = np.zeros((9, 3))
+    assert monitor.check(x, np.zeros((9, 3)), v).startswith("bond: O-H (atoms 2-3) deviation 0.58 Å")
 
 
 def test_exploding_pair_potential_diverges_and_harmonic_molecule_does_not():
