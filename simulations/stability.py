@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import zlib
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -274,6 +275,25 @@ def format_summary(table: Sequence[dict]) -> str:
     return "\n".join(lines)
 
 
+def failure_kind(reason: str) -> str:
+    """A divergence reason without its measured numbers: "bond O-H (atoms 2-3)", "temperature", ..."""
+    kind, _, detail = reason.partition(":")
+    return f"{kind} {detail.split(' deviation')[0].strip()}" if kind == "bond" and detail else kind
+
+
+def format_failures(rows: Sequence[dict]) -> str:
+    """Why the runs diverged, per model and step size: each kind of failure with its count
+    (most frequent first); empty when every run was stable."""
+    lines = []
+    for name in dict.fromkeys(r["model"] for r in rows):
+        for dt in sorted({r["step_size_fs"] for r in rows if r["model"] == name}):
+            kinds = Counter(failure_kind(r["reason"]) for r in rows
+                            if r["model"] == name and r["step_size_fs"] == dt and not r["stable"])
+            if kinds:
+                lines.append(f"- {name}, {dt:g} fs: " + ", ".join(f"{k} ×{n}" for k, n in kinds.most_common()))
+    return "Failures:\n" + "\n".join(lines) if lines else ""
+
+
 def write_outputs(rows: Sequence[dict], molecule: Atoms, out_dir) -> str:
     """runs.csv, runs.json, summary.md, figures and trajectories; returns the summary table."""
     import csv
@@ -290,7 +310,7 @@ def write_outputs(rows: Sequence[dict], molecule: Atoms, out_dir) -> str:
         writer.writerows(ordered)
     (out_dir / "runs.json").write_text(json.dumps([{k: r[k] for k in columns} for r in ordered], indent=1))
     table = summarize(rows)
-    text = format_summary(table)
+    text = "\n\n".join(part for part in (format_summary(table), format_failures(rows)) if part)
     (out_dir / "summary.md").write_text(text + "\n")
     plot_stability(table, out_dir / "stability.png")
     plot_observable(rows, out_dir / "bond_deviation.png")

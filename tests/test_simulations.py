@@ -15,7 +15,7 @@ from simulations.batched import BatchedLangevin, RunSpec, model_forces
 from simulations.divergence import DivergenceCriteria, DivergenceMonitor
 from simulations.langevin import (LangevinParameters, ase_langevin, kinetic_temperature_K,
                                   maxwell_boltzmann_velocities)
-from simulations.stability import SweepConfig, read_rows, run_sweep
+from simulations.stability import SweepConfig, format_failures, read_rows, run_sweep
 
 LOOSE = DivergenceCriteria(bond_deviation_A=50, max_distance_increase_A=50, max_temperature_factor=1e3)
 
@@ -350,3 +350,14 @@ def test_single_run_writes_a_trajectory(checkpoint, tmp_path, capsys):
     assert "20 steps" in capsys.readouterr().out
     import ase.io
     assert len(ase.io.read(traj, ":")) == 5
+
+
+def test_the_summary_counts_why_runs_failed():
+    rows = [{"model": "m", "step_size_fs": 2.0, "stable": False,
+             "reason": "bond: O-H (atoms 2-3) deviation 0.61 Å > 0.5 Å"},
+            {"model": "m", "step_size_fs": 2.0, "stable": False,
+             "reason": "bond: O-H (atoms 2-3) deviation 0.52 Å > 0.5 Å"},
+            {"model": "m", "step_size_fs": 2.0, "stable": False, "reason": "temperature: 2600 K > 2500 K"},
+            {"model": "m", "step_size_fs": 1.0, "stable": True, "reason": "stable"}]
+    assert format_failures(rows) == "Failures:\n- m, 2 fs: bond O-H (atoms 2-3) ×2, temperature ×1"
+    assert format_failures(rows[3:]) == ""
