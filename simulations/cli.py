@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from ase_asteroid.cli import INTERRUPTED
 from ase_asteroid.refinement.options import add_refine_arguments, refine_settings, ttt_settings
 
@@ -66,6 +68,19 @@ def build_parser() -> argparse.ArgumentParser:
     where = stability.add_mutually_exclusive_group()
     where.add_argument("--workers", type=int, default=1)
     where.add_argument("--scheduler", help="address of a Dask distributed scheduler")
+    scan = commands.add_parser("bond-scan", help="energy along one stretched bond, models beside a reference "
+                               "(why a bond breaks in MD)")
+    scan.add_argument("models", nargs="*", help="checkpoints, named by their file stem, or NAME=PATH")
+    scan.add_argument("--calculator", action="append", default=[],
+                      help="a reference method (gfn2-xtb, gfn1-xtb, lj, gaff2); repeatable")
+    scan.add_argument("--molecule", required=True, help="xyz/extxyz file or dataset file (npz, extxyz, db)")
+    scan.add_argument("--frame", type=int, default=0, help="which configuration of --molecule (default 0)")
+    scan.add_argument("--bond", type=int, nargs=2, required=True, metavar=("I", "J"),
+                      help="the bond's atoms (0-based, as a stability sweep names them); J is moved")
+    scan.add_argument("--stretch-A", type=float, nargs=3, default=[-0.3, 0.8, 0.1], metavar=("FROM", "TO", "STEP"),
+                      help="stretches of the bond (Å; default -0.3 0.8 0.1)")
+    scan.add_argument("--head", help="the fidelity (readout head) of multi-head checkpoints (default: their first)")
+    scan.add_argument("--out", help="folder for bond_scan.md and bond_scan.png (default: print only)")
     run = commands.add_parser("run", help="one Langevin MD run, written to a trajectory")
     run.add_argument("model", help="checkpoint, or a reference method (gfn2-xtb, lj, ...)")
     _common(run)
@@ -111,6 +126,35 @@ def stability(args) -> str:
     return f"{table}\n\nstable runs / runs per step size; written to {args.out}/ (runs.csv, runs.json, summary.md, stability.png)"
 
 
+def bond_scan(args) -> str:
+    from ase_asteroid.predictor import REFERENCE_METHODS, predictor_for
+
+    from .bond_scan import bond_scan as scan
+    from .bond_scan import format_scan, plot_scan
+
+    sources = model_sources(args.models, args.calculator)
+    if not sources:
+        raise ValueError("give at least one checkpoint or --calculator")
+    start, stop, step = args.stretch_A
+    if step <= 0 or stop < start:
+        raise ValueError(f"--stretch-A {start:g} {stop:g} {step:g}: FROM must not exceed TO and STEP must be positive")
+    stretches = np.round(np.arange(start, stop + step / 2, step), 10)
+    molecule = read_molecule(args.molecule, args.frame)
+    predictors = {}
+    for name, source in sources.items():
+        predictors[name] = predictor_for(source, None if source in REFERENCE_METHODS else args.head)
+        predictors[name].check_molecule(molecule)
+    curves = scan(predictors, molecule, *args.bond, stretches)
+    text = format_scan(curves, stretches, molecule, *args.bond)
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "bond_scan.md").write_text(text + "\n")
+        plot_scan(curves, stretches, molecule, *args.bond, out / "bond_scan.png")
+        text += f"\n\nwritten to {out}/ (bond_scan.md, bond_scan.png)"
+    return text
+
+
 def run(args) -> str:
     from ase_asteroid import AsteroidCalculator
     from ase_asteroid.predictor import predictor_for
@@ -135,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        print({"stability": stability, "run": run}[args.command](args))
+        print({"stability": stability, "bond-scan": bond_scan, "run": run}[args.command](args))
     except (ValueError, FileExistsError) as error:
         print(f"asteroid-md: error: {error}", file=sys.stderr)
         return 1

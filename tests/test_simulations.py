@@ -361,3 +361,48 @@ def test_the_summary_counts_why_runs_failed():
             {"model": "m", "step_size_fs": 1.0, "stable": True, "reason": "stable"}]
     assert format_failures(rows) == "Failures:\n- m, 2 fs: bond O-H (atoms 2-3) ×2, temperature ×1"
     assert format_failures(rows[3:]) == ""
+
+
+class _HarmonicBond:
+    """A predictor whose energy is k (|r_i - r_j| - r0)^2 for one pair: a known bond curve."""
+
+    def __init__(self, i: int, j: int, r0: float, k: float = 2.0) -> None:
+        self.i, self.j, self.r0, self.k = i, j, r0, k
+
+    def predict(self, numbers, positions):
+        r = np.linalg.norm(positions[:, self.i] - positions[:, self.j], axis=1)
+        return self.k * (r - self.r0) ** 2, np.zeros_like(positions)
+
+
+def test_a_bond_scan_moves_one_atom_along_the_bond_and_gives_each_models_energy_rise():
+    from simulations.bond_scan import bond_scan, stretched
+    start = molecule("CH3CH2OH")
+    stretches = [-0.2, 0.0, 0.3, 0.6]
+    positions = stretched(start, 2, 3, stretches)
+    lengths = np.linalg.norm(positions[:, 3] - positions[:, 2], axis=1)
+    np.testing.assert_allclose(lengths, start.get_distance(2, 3) + np.array(stretches), atol=1e-12)
+    others = [k for k in range(9) if k != 3]
+    np.testing.assert_array_equal(positions[:, others], np.repeat(start.positions[None, others], 4, axis=0))
+    r0 = start.get_distance(2, 3)
+    curves = bond_scan({"stiff": _HarmonicBond(2, 3, r0, 4.0), "soft": _HarmonicBond(2, 3, r0, 1.0)},
+                       start, 2, 3, stretches)
+    np.testing.assert_allclose(curves["stiff"], 4.0 * np.array(stretches) ** 2, atol=1e-12)
+    np.testing.assert_allclose(curves["soft"], np.array(stretches) ** 2, atol=1e-12)
+    with pytest.raises(ValueError, match="on or past atom 2"):
+        stretched(start, 2, 3, [-1.0])
+    with pytest.raises(ValueError, match="two different atoms"):
+        stretched(start, 2, 2, [0.1])
+
+
+def test_bond_scan_command_writes_a_table_and_a_figure(checkpoint, tmp_path):
+    out = tmp_path / "scan"
+    argv = ["bond-scan", checkpoint, "--calculator", "lj", "--molecule", str(FIXTURES / "ethanol_gfn2-xtb.extxyz"),
+            "--bond", "2", "3", "--stretch-A", "0", "0.4", "0.2", "--out", str(out)]
+    assert md_cli.main(argv) == 0
+    table = (out / "bond_scan.md").read_text()
+    rows = [line for line in table.splitlines() if line.startswith("| +")]
+    assert [line.split("|")[1].strip() for line in rows] == ["+0.00", "+0.20", "+0.40"]
+    assert [cell.strip() for cell in rows[0].split("|")[3:5]] == ["0.000", "0.000"]  # relative to the start
+    assert float(rows[2].split("|")[4]) < 0  # lj: a bonded pair sits on its repulsive wall, stretching relieves it
+    assert (out / "bond_scan.png").stat().st_size > 0
+    assert md_cli.main([*argv[:-2], "--stretch-A", "0.4", "0", "0.1"]) == 1  # FROM above TO: refused
