@@ -5,7 +5,7 @@
 
 The rows (bench/md17_ccsd.py's results: one per run, seeds averaged per label count) are
 grouped into learning curves as the planner groups them (method, and molecule, backend and
-cheap label set held fixed). For every label count of a curve, the planner's own fit
+cheap label set held fixed), and by training epochs. For every label count of a curve, the planner's own fit
 (ase_asteroid.planning.fit_curves) is made on the curve's other counts and asked for the
 left-out one; reported: predicted and measured force MAE, their ratio, whether the
 prediction extrapolates beyond the fitted counts, and how many predictions lie within 25 %
@@ -28,13 +28,14 @@ TOLERANCE = 0.25
 
 
 def curves_of(rows: list[dict]) -> dict[tuple, dict[tuple, float]]:
-    """{(molecule, backend, labels, method): {(accurate, cheap): mean force MAE over seeds}}."""
+    """{(molecule, backend, labels, epochs, method): {(accurate, cheap): mean force MAE over seeds}}:
+    rows of other training epochs are other curves, never averaged together."""
     groups: dict[tuple, dict[tuple, list[float]]] = {}
     for r in rows:
         if r["method"] == "cheap_only":  # no accurate labels: not a point of any planner curve
             continue
         settings = {**r, "labels": r.get("labels", "") if r.get("cheap") else "-"}  # no cheap labels, no label set
-        group = tuple(str(settings.get(k, "")) for k in SETTING_KEYS) + (r["method"],)
+        group = tuple(str(settings.get(k, "")) for k in (*SETTING_KEYS, "epochs")) + (r["method"],)
         groups.setdefault(group, {}).setdefault((r["accurate"], r.get("cheap", 0)), []).append(r[KEY])
     return {g: {n: float(np.mean(v)) for n, v in points.items()} for g, points in groups.items()}
 
@@ -56,14 +57,14 @@ def leave_one_out(points: dict[tuple, float], method: str) -> list[dict]:
 
 
 def table(results: dict[tuple, list[dict]]) -> str:
-    lines = ["| molecule | model | labels | method | accurate | cheap | measured kcal/mol/Å | predicted (fit on the "
-             "others) | measured / predicted | extrapolated |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| molecule | model | labels | epochs | method | accurate | cheap | measured kcal/mol/Å | predicted (fit "
+             "on the others) | measured / predicted | extrapolated |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     within = []
-    for (molecule, backend, labels, method), predictions in results.items():
+    for (molecule, backend, labels, epochs, method), predictions in results.items():
         for p in predictions:
             ratio = p["measured"] / p["predicted"]
             within.append(abs(ratio - 1) <= TOLERANCE)
-            lines.append(f"| {molecule} | {backend} | {labels} | {method} | {p['accurate']} | {p['cheap']} | "
+            lines.append(f"| {molecule} | {backend} | {labels} | {epochs} | {method} | {p['accurate']} | {p['cheap']} | "
                          f"{p['measured']:.3f} | {p['predicted']:.3f} (from {p['fitted_on']} counts) | {ratio:.2f} | "
                          f"{'yes' if p['extrapolated'] else 'no'} |")
     if not within:

@@ -25,7 +25,7 @@ def test_a_power_law_is_predicted_exactly_and_seeds_are_averaged(tmp_path, capsy
     rows += [_row(100, 5.0, method="cheap_only"), _row(250, 1.0, method="other"), _row(500, 0.5, method="other")]
     path = tmp_path / "rows.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in rows))
-    points = bench.curves_of(rows)[("ethanol", "mace", "-", "standard")]
+    points = bench.curves_of(rows)[("ethanol", "mace", "-", "", "standard")]
     assert points[(800, 0)] == pytest.approx(2.0 * 800 ** -0.5)
     predictions = bench.leave_one_out(points, "standard")
     assert len(predictions) == 4 and all(p["measured"] == pytest.approx(p["predicted"]) for p in predictions)
@@ -39,5 +39,13 @@ def test_a_power_law_is_predicted_exactly_and_seeds_are_averaged(tmp_path, capsy
 def test_a_prediction_off_by_more_than_the_tolerance_is_counted_as_missed():
     bench = _bench()
     points = {(100, 0): 1.0, (200, 0): 0.5, (400, 0): 0.5}
-    text = bench.table({("ethanol", "mace", "-", "standard"): bench.leave_one_out(points, "standard")})
+    text = bench.table({("ethanol", "mace", "-", "", "standard"): bench.leave_one_out(points, "standard")})
     assert "Within 25% of the measured error: 0 of 3 predictions." in text  # ratios 2, 0.71, 2
+
+
+def test_rows_of_other_epochs_are_other_curves():
+    bench = _bench()
+    rows = [dict(_row(250, 0.8), epochs=60), dict(_row(250, 0.6), epochs=140), dict(_row(450, 0.5), epochs=140)]
+    curves = bench.curves_of(rows)
+    assert curves[("ethanol", "mace", "-", "60", "standard")] == {(250, 0): 0.8}
+    assert curves[("ethanol", "mace", "-", "140", "standard")] == {(250, 0): 0.6, (450, 0): 0.5}
