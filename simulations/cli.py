@@ -127,10 +127,9 @@ def stability(args) -> str:
 
 
 def bond_scan(args) -> str:
-    from ase_asteroid.predictor import REFERENCE_METHODS, predictor_for
-
     from .bond_scan import bond_scan as scan
     from .bond_scan import format_scan, plot_scan
+    from .stability import SweepConfig, predictor
 
     sources = model_sources(args.models, args.calculator)
     if not sources:
@@ -140,11 +139,9 @@ def bond_scan(args) -> str:
         raise ValueError(f"--stretch-A {start:g} {stop:g} {step:g}: FROM must not exceed TO and STEP must be positive")
     stretches = np.round(np.arange(start, stop + step / 2, step), 10)
     molecule = read_molecule(args.molecule, args.frame)
-    predictors = {}
-    for name, source in sources.items():
-        predictors[name] = predictor_for(source, None if source in REFERENCE_METHODS else args.head)
-        predictors[name].check_molecule(molecule)
-    curves = scan(predictors, molecule, *args.bond, stretches)
+    config = SweepConfig(head=args.head)  # loaded and checked as a stability sweep loads its models
+    curves = scan({name: predictor(source, molecule, config) for name, source in sources.items()},
+                  molecule, *args.bond, stretches)
     text = format_scan(curves, stretches, molecule, *args.bond)
     if args.out:
         out = Path(args.out)
