@@ -10,6 +10,11 @@ cheap label set held fixed), and by training epochs. For every label count of a 
 left-out one; reported: predicted and measured force MAE, their ratio, whether the
 prediction extrapolates beyond the fitted counts, and how many predictions lie within 25 %
 (the issue's target). A curve needs three or more counts to leave one out.
+
+bench/acquisition.py's results files are read too: their `random` rows (accurate labels drawn
+at random, round after round, no cheap labels) form the curve "standard, random picks" of
+their molecule, backend and epochs — one where the accurate count spans a factor of five.
+The other strategies' rows are not used: the planner's law is for labels drawn at random.
 """
 
 from __future__ import annotations
@@ -25,6 +30,17 @@ from ase_asteroid.planning import SETTING_KEYS, fit_curves, read_rows
 
 KEY = "force_mae_kcal_per_mol_A"
 TOLERANCE = 0.25
+
+
+ACQUISITION_METHOD = "standard, random picks"
+
+
+def planner_rows(rows: list[dict]) -> list[dict]:
+    """The rows as learning-curve points: bench/acquisition.py's rows (they have a "strategy")
+    become accurate-only rows of ACQUISITION_METHOD if their strategy is random, and are
+    dropped otherwise; bench/md17_ccsd.py's rows are kept as they are."""
+    return [r if "strategy" not in r else {**r, "method": ACQUISITION_METHOD, "cheap": 0, "labels": "-"}
+            for r in rows if r.get("strategy", "random") == "random"]
 
 
 def curves_of(rows: list[dict]) -> dict[tuple, dict[tuple, float]]:
@@ -75,11 +91,11 @@ def table(results: dict[tuple, list[dict]]) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--results", type=Path, nargs="+", required=True, help="bench/md17_ccsd.py results files")
+    parser.add_argument("--results", type=Path, nargs="+", required=True, help="bench/md17_ccsd.py or bench/acquisition.py results files")
     parser.add_argument("--where", nargs="*", default=[], metavar="KEY=VALUE", help="keep rows with this value")
     parser.add_argument("--write", type=Path, help="update this markdown file's planner-validation section")
     args = parser.parse_args(argv)
-    rows = read_rows(args.results, where=dict(w.split("=", 1) for w in args.where))
+    rows = planner_rows(read_rows(args.results, where=dict(w.split("=", 1) for w in args.where)))
     results = {group: leave_one_out(points, group[-1]) for group, points in curves_of(rows).items()
                if len(points) >= 3}
     command = "python bench/planner_validation.py " + " ".join(argv if argv is not None else sys.argv[1:])

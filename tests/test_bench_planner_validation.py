@@ -49,3 +49,22 @@ def test_rows_of_other_epochs_are_other_curves():
     curves = bench.curves_of(rows)
     assert curves[("ethanol", "mace", "-", "60", "standard")] == {(250, 0): 0.8}
     assert curves[("ethanol", "mace", "-", "140", "standard")] == {(250, 0): 0.6, (450, 0): 0.5}
+
+
+def test_acquisition_rows_of_random_picks_form_their_own_curve_and_other_strategies_are_dropped(tmp_path, capsys):
+    bench = _bench()
+    acquisition = [{"molecule": "ethanol", "backend": "mace", "strategy": strategy, "seed": seed, "accurate": n,
+                    "epochs": 100, "force_mae_kcal_per_mol_A": (3.0 if strategy == "random" else 1.0) * n ** -0.4
+                    * (1.1 if seed else 0.9)}
+                   for strategy in ("random", "bias") for seed in (0, 1) for n in (50, 100, 150, 250)]
+    recipes = [dict(_row(n, 2.0 * n ** -0.5), epochs=100) for n in (100, 200, 400)]
+    curves = bench.curves_of(bench.planner_rows(acquisition + recipes))
+    random_curve = curves[("ethanol", "mace", "-", "100", bench.ACQUISITION_METHOD)]
+    assert random_curve == pytest.approx({(n, 0): 3.0 * n ** -0.4 for n in (50, 100, 150, 250)})  # seeds averaged
+    assert curves[("ethanol", "mace", "-", "100", "standard")] == pytest.approx({(n, 0): 2.0 * n ** -0.5 for n in (100, 200, 400)})
+    assert len(curves) == 2  # the bias rows are not a curve of the planner's law
+    path = tmp_path / "acquisition.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in acquisition))
+    assert bench.main(["--results", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "Within 25% of the measured error: 4 of 4 predictions." in out and "| bias |" not in out
