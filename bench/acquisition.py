@@ -2,7 +2,7 @@
 selection's error with the fewest accurate labels, on MD17@CCSD(T).
 
     OMP_NUM_THREADS=1 python bench/acquisition.py --results bench_results/acquisition.jsonl \
-        --write docs/benchmarks.md
+        --write docs/acquisition.md
 
 Protocol (../shared/DESIGN.md's MD17 protocol, ethanol and malonaldehyde CCSD(T); these
 files have 1000 configurations and no official test set): perm =

@@ -32,7 +32,8 @@ def test_a_power_law_is_predicted_exactly_and_seeds_are_averaged(tmp_path, capsy
     assert [p["extrapolated"] for p in predictions] == [True, False, False, True]
     assert bench.main(["--results", str(path), "--where", "backend=mace"]) == 0
     out = capsys.readouterr().out
-    assert "Within 25% of the measured error: 4 of 4 predictions." in out
+    assert "Within 25% of the measured error, fit on the others: 4 of 4 predictions." in out
+    assert "Within 25% of the measured error, fit on fewer labels only: 2 of 2 predictions." in out  # 400 and 800
     assert "| other |" not in out  # two counts: nothing to leave out
 
 
@@ -40,7 +41,7 @@ def test_a_prediction_off_by_more_than_the_tolerance_is_counted_as_missed():
     bench = _bench()
     points = {(100, 0): 1.0, (200, 0): 0.5, (400, 0): 0.5}
     text = bench.table({("ethanol", "mace", "-", "", "standard"): bench.leave_one_out(points, "standard")})
-    assert "Within 25% of the measured error: 0 of 3 predictions." in text  # ratios 2, 0.71, 2
+    assert "Within 25% of the measured error, fit on the others: 0 of 3 predictions." in text  # ratios 2, 0.71, 2
 
 
 def test_rows_of_other_epochs_are_other_curves():
@@ -67,4 +68,16 @@ def test_acquisition_rows_of_random_picks_form_their_own_curve_and_other_strateg
     path.write_text("\n".join(json.dumps(r) for r in acquisition))
     assert bench.main(["--results", str(path)]) == 0
     out = capsys.readouterr().out
-    assert "Within 25% of the measured error: 4 of 4 predictions." in out and "| bias |" not in out
+    assert "fit on the others: 4 of 4 predictions." in out and "| bias |" not in out
+    assert "fit on fewer labels only: 2 of 2 predictions." in out  # 150 and 250
+
+
+def test_forward_predictions_use_only_smaller_counts_and_skip_multi_fidelity_curves():
+    bench = _bench()
+    # a curve that flattens: the law fitted on 100 and 200 over-predicts the fall to 400 and 800
+    points = {(100, 0): 1.0, (200, 0): 0.5, (400, 0): 0.45, (800, 0): 0.44}
+    found = {p["accurate"]: p for p in bench.forward(points, "standard")}
+    assert sorted(found) == [400, 800] and all(p["extrapolated"] for p in found.values())
+    assert found[400]["predicted"] == pytest.approx(0.25) and found[400]["fitted_on"] == 2
+    assert found[800]["fitted_on"] == 3
+    assert bench.forward({(200, 1000): 0.3, (200, 2000): 0.28, (400, 4000): 0.2}, "pretrain_finetune") == []
