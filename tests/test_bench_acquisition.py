@@ -68,3 +68,16 @@ def test_acquisition_bench_writes_rows_table_and_figure_and_a_rerun_skips_finish
     assert (again["strategy"], again["accurate"]) == ("fps-model", 8)
     assert again["labelled"] == by_key[("fps-model", 0, 8)]["labelled"]  # round 4's model loaded, same picks
     assert [Path(out).name for out in calls] == ["ethanol_egnn_start_seed0_n4", "ethanol_egnn_fps-model_seed0_n8"]
+
+    assert bench.main(argv + ["--table-only", "--bias-diagnostic"]) == 0  # models loaded, nothing trained
+    text = markdown.read_text()
+    assert "What B ranks" in text and "| ethanol | 4 | 16 |" in text  # 20 acquirable, 4 labelled
+    assert "| ethanol | 8 |" not in text.split("What B ranks")[1]  # the last round's model picked nothing
+    assert results.read_text().count("\n") == len(rows)
+
+
+def test_spearman_ranks():
+    bench = _bench()
+    assert bench.spearman([1, 2, 3, 4], [10, 20, 30, 400]) == pytest.approx(1.0)
+    assert bench.spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    assert bench.spearman([1, 2, 3, 4], [2, 1, 4, 3]) == pytest.approx(0.6)
