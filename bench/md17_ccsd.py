@@ -150,6 +150,14 @@ def label_set(labels: str, corrupt: list[float] | None, kind: str = "noise") -> 
     return labels if not corrupt else f"{labels}+{corrupt[0]:g}{CORRUPT_KINDS[kind]}{corrupt[1]:g}"
 
 
+def stage_fits(spec: dict, args) -> tuple[dict, dict]:
+    """The recipe overrides of the run's accurate-data stage and of its pre-training (none
+    without cheap data): --fit in both, --accurate-fit in the accurate-data stage only."""
+    fit = {**args.fit, **args.accurate_fit, "epochs": spec["epochs"], "seed": spec["seed"]}
+    pretrain = {**args.fit, "epochs": spec["pretrain_epochs"], "seed": spec["seed"]} if spec["cheap"] else {}
+    return fit, pretrain
+
+
 def run_one(spec: dict, data: dict, args) -> list[dict]:
     """Train one run; returns its rows (two for pretrain_finetune: with and without fine-tuning)."""
     model, dtype = MODELS[spec["backend"]]
@@ -157,8 +165,7 @@ def run_one(spec: dict, data: dict, args) -> list[dict]:
     cheap_perm = cheap_permutation(len(data["pool"]))
     cheap, cheap_val = data["pool"].subset(cheap_perm[:n]), data["pool"].subset(cheap_perm[-100:])
     seed = spec["seed"]
-    fit = {**args.fit, "epochs": spec["epochs"], "seed": seed}
-    pretrain = {**args.fit, "epochs": spec["pretrain_epochs"], "seed": seed} if n else {}
+    fit, pretrain = stage_fits(spec, args)
     out = args.results.parent / "runs" / "_".join(str(v) for v in spec.values())
     if spec["method"] == "mace_torch_finetune":
         return [peer_finetune(spec, {"cheap": cheap, "cheap_val": cheap_val,
@@ -188,7 +195,8 @@ def run_one(spec: dict, data: dict, args) -> list[dict]:
     final, paths = run_stages(config, Splits(train, data["val"], cheap if n else None, cheap_val if n else None, more),
                               progress=args.progress, resume=True)
     seconds = time.perf_counter() - start
-    base = {**spec, "seconds": round(seconds, 1), "peak_rss_MB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    base = {**spec, "seconds": round(seconds, 1), "peak_rss_MB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            **({"accurate_fit": args.accurate_fit} if args.accurate_fit else {})}
     if spec["method"] == "asteroid":
         base["gamma_search"] = json.loads((out / "gamma_search.json").read_text())
     rows = [{**base, **_errors(final, data["test"])}]
@@ -454,6 +462,10 @@ def arguments(argv=None) -> argparse.Namespace:
                              "on the FRACTION with the highest cheap energies")
     parser.add_argument("--fit", nargs="*", default=[], metavar="KEY=VALUE",
                         help="override recipe keys in every stage, e.g. rho=0.1 (values read as YAML)")
+    parser.add_argument("--accurate-fit", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="override recipe keys in the accurate-data stages only (fine-tuning, training from "
+                             "scratch, joint), e.g. lr=0.001; pre-training keeps its recipe. Recorded in the rows: "
+                             "give such runs their own --results folder")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--results", type=Path, default=Path("bench_results/md17_ccsd.jsonl"))
     parser.add_argument("--section", default="md17-ccsd",
@@ -462,7 +474,7 @@ def arguments(argv=None) -> argparse.Namespace:
     parser.add_argument("--table-only", action="store_true", help="only render the table of the results file")
     parser.add_argument("--progress", action="store_true")
     args = parser.parse_args(argv)
-    args.fit = key_values(args.fit)
+    args.fit, args.accurate_fit = key_values(args.fit), key_values(args.accurate_fit)
     return args
 
 

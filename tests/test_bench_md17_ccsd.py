@@ -14,7 +14,8 @@ from ase_asteroid.data import Configuration, Dataset
 def _args(epochs: int, visits: int = 40000) -> argparse.Namespace:
     return argparse.Namespace(molecules=["aspirin"], backends=["mace"], seeds=[0], methods=["pretrain_finetune"],
                               labels=["old"], corrupt=None, corrupt_kind="noise", cheap_sizes=[4000], accurate_sizes=[200], standard_sizes=[250],
-                              epochs=epochs, pretrain_visits=visits, gammas=[0.05], gamma_iqr_fractions=[1.0], fit={})
+                              epochs=epochs, pretrain_visits=visits, gammas=[0.05], gamma_iqr_fractions=[1.0], fit={},
+                              accurate_fit={})
 
 
 def _row(spec: dict, mae: float) -> dict:
@@ -103,3 +104,15 @@ def test_the_table_gives_a_multi_head_run_its_joint_epochs():
     assert bench.joint_epochs(spec) == 14  # (10 × 4000 + 140 × 200) visits / (4000 + 4 × 200) per epoch
     line = next(x for x in bench.table([_row(spec, 0.25)], _args(140)).splitlines() if "| multi_head |" in x)
     assert "| 14 joint (visits of 10 + 140) |" in line
+
+
+def test_accurate_fit_overrides_the_accurate_stage_and_leaves_pre_training_alone():
+    bench = bench_module("md17_ccsd")
+    args = bench.arguments(["--molecules", "aspirin", "--backends", "mace", "--methods", "pretrain_finetune",
+                            "--cheap-sizes", "4000", "--epochs", "40", "--fit", "rho=0.1", "--accurate-fit", "lr=0.001"])
+    spec = bench.planned(args)[0]
+    fit, pretrain = bench.stage_fits(spec, args)
+    assert fit == {"rho": 0.1, "lr": 0.001, "epochs": 40, "seed": 0}
+    assert pretrain == {"rho": 0.1, "epochs": 10, "seed": 0}  # 40000 visits / 4000
+    standard = bench.planned(args)[-1]
+    assert standard["method"] == "standard" and bench.stage_fits(standard, args)[1] == {}
