@@ -1,6 +1,6 @@
 """Does `asteroid plan` predict errors it has not seen? Leave-one-out on measured rows.
 
-    python bench/planner_validation.py --results bench_results/md17_recipes.jsonl \
+    python bench/planner_validation.py --results bench_results/md17_recipes.jsonl bench_results/acquisition.jsonl \
         --where backend=mace --write docs/acquisition.md
 
 The rows (bench/md17_ccsd.py's results: one per run, seeds averaged per label count) are
