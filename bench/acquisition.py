@@ -336,6 +336,8 @@ def parse_args(argv):
     parser.add_argument("--rounds", nargs="+", type=int, default=[50, 100, 150, 200, 250],
                         help="accurate labels after each round (the first: the random start set)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="random selection's seeds")
+    parser.add_argument("--strategy-seeds", nargs="+", type=int, default=[0],
+                        help="the other strategies' seeds (each seed's 50 random start labels are random's)")
     parser.add_argument("--committee", type=int, default=3, help="models in the committee (>= 2)")
     parser.add_argument("--epochs", type=int, help="epochs of each round's training (default: the recipe's)")
     parser.add_argument("--model", choices=list(MODELS), default="mace", help="egnn: for smoke tests")
@@ -360,9 +362,10 @@ def parse_args(argv):
 
 
 def chains(args) -> list[tuple[str, str, int]]:
-    """(molecule, strategy, seed) of every run: random with each seed, the others with seed 0."""
+    """(molecule, strategy, seed) of every run: random with each of --seeds, the others with
+    each of --strategy-seeds."""
     return [(m, s, seed) for m in args.molecules for s in args.strategies
-            for seed in (args.seeds if s == "random" else [0])]
+            for seed in (args.seeds if s == "random" else args.strategy_seeds)]
 
 
 def main(argv=None) -> int:

@@ -82,6 +82,15 @@ def test_acquisition_bench_writes_rows_table_and_figure_and_a_rerun_skips_finish
     assert again["labelled"] == by_key[("fps-model", 0, 8)]["labelled"]  # round 4's model loaded, same picks
     assert [Path(out).name for out in calls] == ["ethanol_egnn_start_seed0_n4", "ethanol_egnn_fps-model_seed0_n8"]
 
+    calls.clear()
+    assert bench.main(argv + ["--strategies", "fps-geometry", "--strategy-seeds", "0", "1"]) == 0  # a second seed
+    added = [json.loads(line) for line in results.read_text().splitlines()[len(rows):]]
+    assert [(r["strategy"], r["seed"], r["accurate"]) for r in added] == [("fps-geometry", 1, 4), ("fps-geometry", 1, 8)]
+    assert added[0]["labelled"] == by_key[("random", 1, 4)]["labelled"]  # seed 1's start labels and model
+    assert [Path(out).name for out in calls] == ["ethanol_egnn_start_seed1_n4", "ethanol_egnn_fps-geometry_seed1_n8"]
+    assert "| ethanol | fps-geometry | 8 | 2 |" in markdown.read_text()
+    results.write_text("\n".join(results.read_text().splitlines()[:len(rows)]) + "\n")
+
     assert bench.main(argv + ["--table-only", "--bias-diagnostic"]) == 0  # models loaded, nothing trained
     text = markdown.read_text()
     assert "What B ranks" in text and "| ethanol | 4 | 16 |" in text  # 20 acquirable, 4 labelled
