@@ -5,6 +5,10 @@ MD17's PBE+vdW-TS).
     python bench/label_bias.py --write docs/benchmarks.md
     python bench/label_bias.py --molecules ethanol --stage-one runs/ethanol_mace_seed0_bias_identification.ckpt
 
+With ``--bonds``, the table is instead the cheap labels' force offset on each X-H bond's H
+along the bond at the shared geometries: where the cheap method puts a bond longer or softer
+than CCSD(T) does (aspirin's acid O-H, docs/benchmarks.md's stability section).
+
 A geometry is shared when its interatomic distances match a CCSD configuration's within
 1e-3 Å (as the leakage filter of bench/md17_ccsd.py finds them). The CCSD(T) ethanol file is
 in another frame, so each rMD17 geometry is superimposed onto its CCSD partner (Kabsch,
@@ -42,6 +46,7 @@ from docs_section import report
 from scipy.stats import mannwhitneyu, pearsonr, spearmanr
 
 from ase_asteroid.data import Dataset, read_dataset
+from ase_asteroid.data.dataset import element_symbol
 from ase_asteroid.data.tools import matching_pairs
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "md17"
@@ -60,21 +65,66 @@ def superimposing_rotation(moving: np.ndarray, fixed: np.ndarray) -> np.ndarray:
     return u @ np.diag([1.0, 1.0, d]) @ vt
 
 
+def shared_pairs(data_dir: Path, molecule: str, labels: str) -> tuple[Dataset, Dataset, list, list]:
+    """The rMD17 configurations found in the CCSD files (cheap, ccsd: partners at the same
+    positions of the two), each cheap one's rotation onto its partner, and each partner's
+    index in the CCSD files (the first file first)."""
+    ccsd = Dataset([c for name in CCSD[molecule] for c in read_dataset(data_dir / name)])
+    cheap = Dataset([c for f in sorted(data_dir.glob(f"rmd17_{molecule}_*.npz")) for c in read_dataset(f, labels=labels)])
+    pairs = matching_pairs(cheap, ccsd)
+    rotations = [superimposing_rotation(cheap[i].positions, ccsd[j].positions) for i, j in pairs]
+    return (cheap.subset([i for i, _ in pairs]), ccsd.subset([j for _, j in pairs]), rotations,
+            [j for _, j in pairs])
+
+
 def shared_geometries(data_dir: Path, molecule: str, labels: str
                       ) -> tuple[Dataset, np.ndarray, np.ndarray, np.ndarray]:
     """The rMD17 configurations found in the CCSD files, their true bias per configuration
     (eV/Å), the superposition residuals (Å), and each one's index in the CCSD files (the
     first file first)."""
-    ccsd = Dataset([c for name in CCSD[molecule] for c in read_dataset(data_dir / name)])
-    cheap = Dataset([c for f in sorted(data_dir.glob(f"rmd17_{molecule}_*.npz")) for c in read_dataset(f, labels=labels)])
-    pairs = matching_pairs(cheap, ccsd)
+    cheap, ccsd, rotations, index = shared_pairs(data_dir, molecule, labels)
     bias, residual = [], []
-    for i, j in pairs:
-        rotation = superimposing_rotation(cheap[i].positions, ccsd[j].positions)
-        moved = (cheap[i].positions - cheap[i].positions.mean(0)) @ rotation
-        residual.append(np.abs(moved - (ccsd[j].positions - ccsd[j].positions.mean(0))).max())
-        bias.append(np.abs(cheap[i].forces @ rotation - ccsd[j].forces).mean())
-    return cheap.subset([i for i, _ in pairs]), np.array(bias), np.array(residual), np.array([j for _, j in pairs])
+    for c, a, rotation in zip(cheap, ccsd, rotations):
+        moved = (c.positions - c.positions.mean(0)) @ rotation
+        residual.append(np.abs(moved - (a.positions - a.positions.mean(0))).max())
+        bias.append(np.abs(c.forces @ rotation - a.forces).mean())
+    return cheap, np.array(bias), np.array(residual), np.array(index)
+
+
+def hydrogen_bonds(numbers: np.ndarray, positions: np.ndarray, max_length_A: float = 1.25) -> list[tuple[int, int]]:
+    """The X-H bonds of a geometry: (heavy atom, hydrogen) pairs closer than max_length_A."""
+    return [(x, h) for h in np.flatnonzero(numbers == 1) for x in np.flatnonzero(numbers > 1)
+            if np.linalg.norm(positions[h] - positions[x]) < max_length_A]
+
+
+def bond_offsets(positions: np.ndarray, cheap_forces: np.ndarray, accurate_forces: np.ndarray,
+                 bonds: list[tuple[int, int]]) -> np.ndarray:
+    """(configurations × bonds) the cheap minus the accurate force on each bond's H along the
+    unit vector from X to H, eV/Å (all arrays in one frame): positive where the cheap labels
+    push the H outward more, i.e. their X-H bond is longer or softer there."""
+    x, h = (np.array(side) for side in zip(*bonds))
+    unit = positions[:, h] - positions[:, x]
+    unit /= np.linalg.norm(unit, axis=-1, keepdims=True)
+    return np.einsum("cbk,cbk->cb", (cheap_forces - accurate_forces)[:, h], unit)
+
+
+def bond_table(molecules: list[str], labels: list[str], data_dir: Path) -> str:
+    lines = ["Cheap minus CCSD force on each X-H bond's H along the bond (X → H), eV/Å, at the geometries "
+             "shared with the CCSD files: median [min, max] over them. Positive: the cheap labels push the H "
+             "outward more (a longer or softer bond).", "",
+             "| molecule | cheap labels | shared geometries | bond | offset along the bond |", "|---|---|---|---|---|"]
+    for molecule in molecules:
+        for label in labels:
+            cheap, ccsd, rotations, _ = shared_pairs(data_dir, molecule, label)
+            positions = np.array([a.positions for a in ccsd])
+            numbers = ccsd[0].numbers
+            bonds = hydrogen_bonds(numbers, positions[0])
+            offsets = bond_offsets(positions, np.array([c.forces @ r for c, r in zip(cheap, rotations)]),
+                                   np.array([a.forces for a in ccsd]), bonds)
+            for (x, h), column in zip(bonds, offsets.T):
+                lines.append(f"| {molecule} | {label} ({LABELS[label]}) | {len(ccsd)} | {element_symbol(numbers[x])}{x}-H{h} | "
+                             f"{np.median(column):+.3f} [{column.min():+.3f}, {column.max():+.3f}] |")
+    return "\n".join(lines)
 
 
 def row(molecule: str, labels: str, args) -> dict:
@@ -188,11 +238,16 @@ def main(argv=None) -> int:
                         help="with --corrupt: the γ grid as fractions of B's interquartile range")
     parser.add_argument("--cache-dir", type=Path, default=Path("bench_results"),
                         help="with --stage-one: where bench/md17_ccsd.py keeps cheap_MOLECULE.json (its --results folder)")
+    parser.add_argument("--bonds", action="store_true",
+                        help="instead: the cheap labels' force offset along each X-H bond (section label-bias-bonds)")
     parser.add_argument("--write", type=Path, help="update this markdown file's label-bias section")
     args = parser.parse_args(argv)
     if args.corrupt and not args.stage_one:
         parser.error("--corrupt needs --stage-one: the corrupted labels are judged by a stage-1 model's B(x)")
     command = "python bench/label_bias.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    if args.bonds:
+        report(bond_table(args.molecules, args.labels, args.data_dir), "label-bias-bonds", command, args.write)
+        return 0
     if args.corrupt:
         rows = [corruption_row(m, labels, args) for m in args.molecules for labels in args.labels]
         report(corruption_table(rows), f"label-bias-corrupt-{args.corrupt_kind}", command, args.write)
