@@ -36,7 +36,7 @@ model: trained once, in ``RESULTS_FOLDER/runs/``) with random seed 0. One row pe
 (molecule, strategy, seed, labels) is appended to ``--results`` as soon as it is done, with
 the labelled CCSD file indices, so an interrupted run keeps its rows and a rerun continues
 each strategy from its last finished round (its model is loaded from ``runs/``, not
-retrained). The report: force MAE (kcal/mol/Å and meV/Å; random: mean [min–max] over seeds)
+retrained). The report: force MAE (kcal/mol/Å and meV/Å; mean [min–max] over seeds)
 against the number of accurate labels, wall time per row (training, incl. committee members,
 plus selection), the labels each strategy needs to reach random selection's mean error at
 the largest count (log-log interpolation between rounds; "not reached" if it is not), and
@@ -225,8 +225,8 @@ def table(rows: list[dict], args) -> str:
     lines = [f"Force MAE on the {args.test_size} test configurations (perm[500:]) against the number of accurate "
              f"CCSD(T) labels; {args.model} {MODELS[args.model]}, float32, the default recipe from scratch each "
              f"round ({rows[0]['epochs'] if rows else '-'} epochs), validation perm[{args.pool - args.val}:{args.pool}],"
-             f" committee of {args.committee} models. random: mean "
-             "[min–max] over its seeds. Time: training (committee: all its models) plus selection, one thread; "
+             f" committee of {args.committee} models. With several seeds: mean "
+             "[min–max] over them. Time: training (committee: all its models) plus selection, one thread; "
              "round 0 is trained once per seed and shared, so the other strategies' first row times only its "
              "loading.", "",
              "| molecule | strategy | labels | seeds | force MAE kcal/mol/Å | meV/Å | time min |",
