@@ -150,12 +150,27 @@ def label_set(labels: str, corrupt: list[float] | None, kind: str = "noise") -> 
     return labels if not corrupt else f"{labels}+{corrupt[0]:g}{CORRUPT_KINDS[kind]}{corrupt[1]:g}"
 
 
-def stage_fits(spec: dict, args) -> tuple[dict, dict]:
+def stage_fits(spec: dict) -> tuple[dict, dict]:
     """The recipe overrides of the run's accurate-data stage and of its pre-training (none
     without cheap data): --fit in both, --accurate-fit in the accurate-data stage only."""
-    fit = {**args.fit, **args.accurate_fit, "epochs": spec["epochs"], "seed": spec["seed"]}
-    pretrain = {**args.fit, "epochs": spec["pretrain_epochs"], "seed": spec["seed"]} if spec["cheap"] else {}
+    fit = {**spec.get("fit", {}), **spec.get("accurate_fit", {}), "epochs": spec["epochs"], "seed": spec["seed"]}
+    pretrain = ({**spec.get("fit", {}), "epochs": spec["pretrain_epochs"], "seed": spec["seed"]}
+                if spec["cheap"] else {})
     return fit, pretrain
+
+
+def recipe_changes(row: dict) -> str:
+    """A run's recipe overrides as text, "" for the default recipe: --fit (every stage), then
+    --accurate-fit (e.g. "accurate-lr=0.001"). Part of the run's key and folder name, so a run
+    with other settings neither stands in for the default one nor is averaged with it."""
+    return ",".join([f"{k}={v}" for k, v in sorted(row.get("fit", {}).items())] +
+                    [f"accurate-{k}={v}" for k, v in sorted(row.get("accurate_fit", {}).items())])
+
+
+def run_name(spec: dict) -> str:
+    """The run's folder under RESULTS_FOLDER/runs/."""
+    plain = [str(v) for k, v in spec.items() if k not in ("fit", "accurate_fit")]
+    return "_".join(plain + ([recipe_changes(spec)] if recipe_changes(spec) else []))
 
 
 def run_one(spec: dict, data: dict, args) -> list[dict]:
@@ -165,8 +180,8 @@ def run_one(spec: dict, data: dict, args) -> list[dict]:
     cheap_perm = cheap_permutation(len(data["pool"]))
     cheap, cheap_val = data["pool"].subset(cheap_perm[:n]), data["pool"].subset(cheap_perm[-100:])
     seed = spec["seed"]
-    fit, pretrain = stage_fits(spec, args)
-    out = args.results.parent / "runs" / "_".join(str(v) for v in spec.values())
+    fit, pretrain = stage_fits(spec)
+    out = args.results.parent / "runs" / run_name(spec)
     if spec["method"] == "mace_torch_finetune":
         return [peer_finetune(spec, {"cheap": cheap, "cheap_val": cheap_val,
                                      "train": accurate_train(data["train"], spec["accurate"]),
@@ -195,8 +210,7 @@ def run_one(spec: dict, data: dict, args) -> list[dict]:
     final, paths = run_stages(config, Splits(train, data["val"], cheap if n else None, cheap_val if n else None, more),
                               progress=args.progress, resume=True)
     seconds = time.perf_counter() - start
-    base = {**spec, "seconds": round(seconds, 1), "peak_rss_MB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            **({"accurate_fit": args.accurate_fit} if args.accurate_fit else {})}
+    base = {**spec, "seconds": round(seconds, 1), "peak_rss_MB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     if spec["method"] == "asteroid":
         base["gamma_search"] = json.loads((out / "gamma_search.json").read_text())
     rows = [{**base, **_errors(final, data["test"])}]
@@ -235,7 +249,8 @@ def _errors(model, test: Dataset) -> dict:
 def planned(args) -> list[dict]:
     runs = []
     for molecule, backend, seed in itertools.product(args.molecules, args.backends, args.seeds):
-        common = {"molecule": molecule, "backend": backend, "seed": seed, "epochs": args.epochs}
+        common = {"molecule": molecule, "backend": backend, "seed": seed, "epochs": args.epochs,
+                  **({"fit": args.fit} if args.fit else {}), **({"accurate_fit": args.accurate_fit} if args.accurate_fit else {})}
         for method, labels in itertools.product(args.methods, [label_set(x, args.corrupt, args.corrupt_kind) for x in args.labels]):
             sizes = [max(args.cheap_sizes)] if method == "score_matching" else args.cheap_sizes
             if method == "mace_torch_finetune" and backend != "mace":
@@ -255,7 +270,8 @@ def key(row: dict) -> tuple:
     labels = "-" if row["method"] == "standard" else row.get("labels", "new")
     return (row["molecule"], row["backend"], row["method"], row["cheap"],
             row.get("accurate", 250 if row["method"] == "standard" else 200), labels,
-            row.get("epochs"), row.get("pretrain_epochs") if row["cheap"] else 0, row.get("seed", 0))
+            row.get("epochs"), row.get("pretrain_epochs") if row["cheap"] else 0, recipe_changes(row),
+            row.get("seed", 0))
 
 
 def curve(row: dict) -> tuple:
@@ -302,7 +318,7 @@ def _grid(args) -> str:
 def table(rows: list[dict], args) -> str:
     lines = [f"Force MAE on the test set, kcal/mol/Å (meV/Å); energy MAE meV. Epochs: of the accurate stage, after "
              f"those of pre-training on the N cheap configurations where there is one (e.g. 10 + 140), the models' default "
-             f"recipes (docs/training.md){' with ' + str(args.fit) if args.fit else ''}, float32, γ grid {_grid(args)} (chosen by validation after "
+             f"recipes (docs/training.md; a run's overrides in brackets after its method), float32, γ grid {_grid(args)} (chosen by validation after "
              f"fine-tuning). Models: {', '.join(f'{k} {v[0]}' for k, v in MODELS.items())}. Wall time on this "
              "2-core machine, one thread per run.", "",
              "Cheap labels: new = rMD17 PBE/def2-SVP, old = the original MD17 PBE+vdW-TS. With several seeds "
@@ -322,7 +338,8 @@ def table(rows: list[dict], args) -> str:
         epochs = f"{r['pretrain_epochs']} + {r['epochs']}" if r["cheap"] else f"{r['epochs']}"
         if r["method"].startswith("multi_head"):
             epochs = f"{joint_epochs(r)} joint (visits of {epochs})"
-        lines.append(f"| {r['molecule']} | {r['backend']} | {r['method']} | {r['accurate']} | {r['cheap']} | "
+        method = f"{r['method']} ({recipe_changes(r)})" if recipe_changes(r) else r["method"]
+        lines.append(f"| {r['molecule']} | {r['backend']} | {method} | {r['accurate']} | {r['cheap']} | "
                      f"{r['labels']} | {epochs} | {r['seeds']} | {r['force_mae_kcal_per_mol_A']:.3f}{spread} "
                      f"({r['force_mae_meV_per_A']:.1f}) | {ratio} | "
                      f"{r['energy_mae_meV']:.1f} | {gamma} | {minutes} |")
@@ -464,8 +481,8 @@ def arguments(argv=None) -> argparse.Namespace:
                         help="override recipe keys in every stage, e.g. rho=0.1 (values read as YAML)")
     parser.add_argument("--accurate-fit", nargs="*", default=[], metavar="KEY=VALUE",
                         help="override recipe keys in the accurate-data stages only (fine-tuning, training from "
-                             "scratch, joint), e.g. lr=0.001; pre-training keeps its recipe. Recorded in the rows: "
-                             "give such runs their own --results folder")
+                             "scratch, joint), e.g. lr=0.001; pre-training keeps its recipe. Part of the run's key "
+                             "and folder name, shown after its method in the table")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--results", type=Path, default=Path("bench_results/md17_ccsd.jsonl"))
     parser.add_argument("--section", default="md17-ccsd",

@@ -111,8 +111,23 @@ def test_accurate_fit_overrides_the_accurate_stage_and_leaves_pre_training_alone
     args = bench.arguments(["--molecules", "aspirin", "--backends", "mace", "--methods", "pretrain_finetune",
                             "--cheap-sizes", "4000", "--epochs", "40", "--fit", "rho=0.1", "--accurate-fit", "lr=0.001"])
     spec = bench.planned(args)[0]
-    fit, pretrain = bench.stage_fits(spec, args)
+    fit, pretrain = bench.stage_fits(spec)
     assert fit == {"rho": 0.1, "lr": 0.001, "epochs": 40, "seed": 0}
     assert pretrain == {"rho": 0.1, "epochs": 10, "seed": 0}  # 40000 visits / 4000
     standard = bench.planned(args)[-1]
-    assert standard["method"] == "standard" and bench.stage_fits(standard, args)[1] == {}
+    assert standard["method"] == "standard" and bench.stage_fits(standard)[1] == {}
+
+
+def test_recipe_overrides_are_part_of_the_run_key_folder_and_table():
+    bench = bench_module("md17_ccsd")
+    common = ["--molecules", "aspirin", "--backends", "mace", "--methods", "pretrain_finetune",
+              "--cheap-sizes", "4000", "--epochs", "40", "--standard-sizes"]
+    default = bench.planned(bench.arguments(common))[0]
+    changed = bench.planned(bench.arguments(common + ["--accurate-fit", "lr=0.001"]))[0]
+    assert bench.key(default) != bench.key(changed)  # a finished default run does not stand in for it
+    assert bench.run_name(default) == "aspirin_mace_0_40_pretrain_finetune_4000_200_new_10"  # as before overrides
+    assert bench.run_name(changed) == bench.run_name(default) + "_accurate-lr=0.001"
+    rows = [_row(default, 0.50), _row(changed, 0.60)]
+    assert len(bench.mean_over_seeds(rows)) == 2  # not averaged together
+    text = bench.table(rows, _args(40))
+    assert "| pretrain_finetune (accurate-lr=0.001) |" in text and "| pretrain_finetune |" in text
