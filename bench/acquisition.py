@@ -74,9 +74,9 @@ from docs_section import report
 from ase_asteroid.acquisition import select
 from ase_asteroid.data import Dataset, read_dataset
 from ase_asteroid.evaluation import evaluate
-from ase_asteroid.models import predict_in_batches
 from ase_asteroid.training.config import DataSpec, TrainConfig
 from ase_asteroid.training.pipeline import Splits, run_stages
+from ase_asteroid.training.stages import force_bias
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "md17"
 ACCURATE = {"ethanol": "ethanol_ccsd_t-train.npz", "malonaldehyde": "malonaldehyde_ccsd_t-train.npz"}
@@ -269,16 +269,6 @@ def spearman(a, b) -> float:
     return float(np.corrcoef(*ranks)[0, 1])
 
 
-def force_errors(model, configurations: Dataset, *references: Dataset) -> list[np.ndarray]:
-    """Per configuration, mean |F_model − F_reference| (eV/Å) against each reference label set
-    (the same geometries in the same order), from one pass of the model's forces."""
-    forces = np.concatenate([out["forces"].detach().double().numpy()
-                             for _, out in predict_in_batches(model, configurations, 50)])
-    per_configuration = np.split(forces, np.cumsum([len(c.forces) for c in configurations])[:-1])
-    return [np.array([np.abs(f - c.forces).mean() for f, c in zip(per_configuration, reference)])
-            for reference in references]
-
-
 def bias_diagnostic(rows: list[dict], data: dict, cheap: Dataset, args) -> list[str]:
     """What B ranks: for each model of the bias strategy that picked a next round, over the
     acquirable configurations it had not been trained on, B(x) = mean |F_model − F_cheap|
@@ -296,7 +286,7 @@ def bias_diagnostic(rows: list[dict], data: dict, cheap: Dataset, args) -> list[
     for row in sorted(rows, key=lambda r: r["accurate"])[:-1]:  # the last round's model picked nothing
         models, _ = round_models(args, chain, row["labelled"], row["accurate"], row["accurate"] == args.rounds[0])
         rest = sorted(set(range(len(accurate))) - {position[i] for i in row["labelled"]})
-        bias, model_error = force_errors(models[0], accurate.subset(rest), cheap.subset(rest), accurate.subset(rest))
+        bias, model_error = (force_bias(models[0], labels.subset(rest)) for labels in (cheap, accurate))
         lines.append(f"| {chain['molecule']} | {row['accurate']} | {len(rest)} | {np.median(bias):.3f} | "
                      f"{np.median(model_error):.3f} | {np.median(cheap_error[rest]):.3f} | "
                      f"{spearman(bias, model_error):.2f} | {spearman(bias, cheap_error[rest]):.2f} |")

@@ -8,26 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import SHARED_MD17, bench_module, tiny_model
+from conftest import SHARED_MD17, bench_module
 
 STRATEGIES = ("random", "fps-geometry", "fps-model", "bias", "committee")
 
 
 def _bench():
     return bench_module("acquisition")
-
-
-def test_force_errors_match_force_bias_against_each_label_set(xtb_data, lj_data):
-    from ase_asteroid.training.stages import force_bias
-
-    model = tiny_model("egnn", xtb_data)
-    configurations = xtb_data.subset(range(7))
-    other = lj_data.subset(range(7))  # other labels (the fixtures share geometries) as a second reference
-    assert np.allclose(configurations[3].positions, other[3].positions)
-    against_self, against_other = _bench().force_errors(model, configurations, configurations, other)
-    assert against_self == pytest.approx(force_bias(model, configurations, 3), rel=1e-6)
-    assert against_other == pytest.approx(force_bias(model, other, 3), rel=1e-6)
-    assert not np.allclose(against_self, against_other)
 
 
 def test_labels_to_reach_interpolates_on_log_log_axes():
