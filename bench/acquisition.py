@@ -71,7 +71,7 @@ import numpy as np
 import torch
 from docs_section import report
 
-from ase_asteroid.acquisition import select
+from ase_asteroid.acquisition import committee_scores, select
 from ase_asteroid.data import Dataset, read_dataset
 from ase_asteroid.evaluation import evaluate
 from ase_asteroid.training.config import DataSpec, TrainConfig
@@ -269,27 +269,34 @@ def spearman(a, b) -> float:
     return float(np.corrcoef(*ranks)[0, 1])
 
 
-def bias_diagnostic(rows: list[dict], data: dict, cheap: Dataset, args) -> list[str]:
-    """What B ranks: for each model of the bias strategy that picked a next round, over the
-    acquirable configurations it had not been trained on, B(x) = mean |F_model − F_cheap|
-    beside the model's own error mean |F_model − F_CCSD(T)| and the cheap labels' error
-    mean |F_cheap − F_CCSD(T)| (all eV/Å): their medians and Spearman's ρ between B and each."""
+def score_diagnostic(rows: list[dict], data: dict, cheap: Dataset, args) -> list[str]:
+    """What the scores rank: for each model (committee) of the bias and committee strategies
+    (seed 0) that picked a next round, over the acquirable configurations it had not been
+    trained on, the strategy's score (bias: B(x) = mean |F_model − F_cheap|; committee: the
+    models' force disagreement) beside the model's own error mean |F_model − F_CCSD(T)| and
+    the cheap labels' error mean |F_cheap − F_CCSD(T)| (all eV/Å): their medians and
+    Spearman's ρ between the score and each."""
     accurate = data["acquirable"]
     cheap_error = np.array([np.abs(c.forces - a.forces).mean() for c, a in zip(cheap, accurate)])
-    lines = ["What B ranks (bias strategy, seed 0): over the acquirable configurations the round's model was not "
-             "trained on, B(x) = mean |F_model − F_xTB|, the model's own error mean |F_model − F_CCSD(T)| and "
-             "GFN2-xTB's error mean |F_xTB − F_CCSD(T)|, eV/Å: medians and Spearman's ρ of B with each.", "",
-             "| molecule | model trained on | unlabelled | B | model error | xTB error | ρ(B, model error) | "
-             "ρ(B, xTB error) |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["What the scores rank (seed 0): over the acquirable configurations the round's model was not trained "
+             "on, the strategy's score (bias: B(x) = mean |F_model − F_xTB|; committee: the RMS force disagreement "
+             "of its models), the model's own error mean |F_model − F_CCSD(T)| and GFN2-xTB's error "
+             "mean |F_xTB − F_CCSD(T)|, eV/Å: medians and Spearman's ρ of the score with each.", "",
+             "| molecule | strategy | model trained on | unlabelled | score | model error | xTB error | "
+             "ρ(score, model error) | ρ(score, xTB error) |", "|---|---|---|---|---|---|---|---|---|"]
     position = {int(f): p for p, f in enumerate(data["acquirable_index"])}
-    chain = {"molecule": rows[0]["molecule"], "strategy": "bias", "seed": 0, "data": data}
-    for row in sorted(rows, key=lambda r: r["accurate"])[:-1]:  # the last round's model picked nothing
-        models, _ = round_models(args, chain, row["labelled"], row["accurate"], row["accurate"] == args.rounds[0])
-        rest = sorted(set(range(len(accurate))) - {position[i] for i in row["labelled"]})
-        bias, model_error = (force_bias(models[0], labels.subset(rest)) for labels in (cheap, accurate))
-        lines.append(f"| {chain['molecule']} | {row['accurate']} | {len(rest)} | {np.median(bias):.3f} | "
-                     f"{np.median(model_error):.3f} | {np.median(cheap_error[rest]):.3f} | "
-                     f"{spearman(bias, model_error):.2f} | {spearman(bias, cheap_error[rest]):.2f} |")
+    for strategy in ("bias", "committee"):
+        chain = {"molecule": rows[0]["molecule"], "strategy": strategy, "seed": 0, "data": data}
+        chain_rows = sorted((r for r in rows if r["strategy"] == strategy and r["seed"] == 0), key=lambda r: r["accurate"])
+        for row in chain_rows[:-1]:  # the last round's model picked nothing
+            models, _ = round_models(args, chain, row["labelled"], row["accurate"], row["accurate"] == args.rounds[0])
+            rest = sorted(set(range(len(accurate))) - {position[i] for i in row["labelled"]})
+            model_error = force_bias(models[0], accurate.subset(rest))
+            score = (force_bias(models[0], cheap.subset(rest)) if strategy == "bias"
+                     else committee_scores(models, accurate.subset(rest)))
+            lines.append(f"| {chain['molecule']} | {strategy} | {row['accurate']} | {len(rest)} | {np.median(score):.3f} | "
+                         f"{np.median(model_error):.3f} | {np.median(cheap_error[rest]):.3f} | "
+                         f"{spearman(score, model_error):.2f} | {spearman(score, cheap_error[rest]):.2f} |")
     return lines
 
 
@@ -339,9 +346,9 @@ def parse_args(argv):
     parser.add_argument("--figure", type=Path, default=Path("docs/figures/acquisition.png"))
     parser.add_argument("--write", type=Path, help="update this markdown file's acquisition section")
     parser.add_argument("--table-only", action="store_true", help="only render the table of the results file")
-    parser.add_argument("--bias-diagnostic", action="store_true",
-                        help="add what B ranks: its correlation with the bias models' own errors and with the "
-                             "cheap labels' errors (loads the bias rounds' models from runs/)")
+    parser.add_argument("--score-diagnostic", action="store_true",
+                        help="add what the bias and committee scores rank: their correlation with the round "
+                             "models' own errors and with the cheap labels' errors (loads the models from runs/)")
     parser.add_argument("--progress", action="store_true")
     args = parser.parse_args(argv)
     if args.rounds != sorted(set(args.rounds)) or args.rounds[0] < 1:
@@ -389,12 +396,12 @@ def main(argv=None) -> int:
         plot(rows, args.figure)
     command = "python bench/acquisition.py " + " ".join(argv if argv is not None else sys.argv[1:])
     text = table(rows, args) + (f"\n\n![learning curves]({Path('figures') / args.figure.name})" if rows else "")
-    for molecule in args.molecules if args.bias_diagnostic else []:
-        bias_rows = [r for r in rows if r["molecule"] == molecule and r["strategy"] == "bias" and r["seed"] == 0]
-        if len(bias_rows) > 1:
+    for molecule in args.molecules if args.score_diagnostic else []:
+        scored = [r for r in rows if r["molecule"] == molecule and r["strategy"] in ("bias", "committee")]
+        if scored:
             split = protocol_data(args.data_dir, molecule, args.pool, args.val, args.test_size)
             cheap = cheap_pool(split, molecule, args.results.parent)
-            text += "\n\n" + "\n".join(bias_diagnostic(bias_rows, split, cheap, args))
+            text += "\n\n" + "\n".join(score_diagnostic(scored, split, cheap, args))
     report(text, "acquisition", command, args.write)
     return 0
 

@@ -78,10 +78,13 @@ def test_acquisition_bench_writes_rows_table_and_figure_and_a_rerun_skips_finish
     assert "| ethanol | fps-geometry | 8 | 2 |" in markdown.read_text()
     results.write_text("\n".join(results.read_text().splitlines()[:len(rows)]) + "\n")
 
-    assert bench.main(argv + ["--table-only", "--bias-diagnostic"]) == 0  # models loaded, nothing trained
-    text = markdown.read_text()
-    assert "What B ranks" in text and "| ethanol | 4 | 16 |" in text  # 20 acquirable, 4 labelled
-    assert "| ethanol | 8 |" not in text.split("What B ranks")[1]  # the last round's model picked nothing
+    assert bench.main(argv + ["--table-only", "--score-diagnostic"]) == 0  # models loaded, nothing trained
+    diagnostic = markdown.read_text().split("What the scores rank")[1]
+    lines = {line.split(" | ")[1]: line.split(" | ") for line in diagnostic.splitlines() if line.startswith("| ethanol")}
+    assert sorted(lines) == ["bias", "committee"]  # one round each: the last round's model picked nothing
+    for strategy, cells in lines.items():
+        assert cells[2:4] == ["4", "16"]  # trained on 4 labels, 16 of the 20 acquirable not
+        assert float(cells[4]) > 0 and float(cells[5]) > 0  # a score and a model error, eV/Å
     assert results.read_text().count("\n") == len(rows)
 
 
