@@ -170,7 +170,8 @@ def recipe_changes(row: dict) -> str:
 def run_name(spec: dict) -> str:
     """The run's folder under RESULTS_FOLDER/runs/."""
     plain = [str(v) for k, v in spec.items() if k not in ("fit", "accurate_fit")]
-    return "_".join(plain + ([recipe_changes(spec)] if recipe_changes(spec) else []))
+    changes = recipe_changes(spec)
+    return "_".join(plain + ([changes] if changes else []))
 
 
 def run_one(spec: dict, data: dict, args) -> list[dict]:
