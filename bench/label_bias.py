@@ -65,11 +65,13 @@ def superimposing_rotation(moving: np.ndarray, fixed: np.ndarray) -> np.ndarray:
     return u @ np.diag([1.0, 1.0, d]) @ vt
 
 
-def shared_pairs(data_dir: Path, molecule: str, labels: str) -> tuple[Dataset, Dataset, list, list]:
-    """The rMD17 configurations found in the CCSD files (cheap, ccsd: partners at the same
-    positions of the two), each cheap one's rotation onto its partner, and each partner's
-    index in the CCSD files (the first file first)."""
-    ccsd = Dataset([c for name in CCSD[molecule] for c in read_dataset(data_dir / name)])
+def shared_pairs(data_dir: Path, molecule: str, labels: str, ccsd: Dataset | None = None
+                 ) -> tuple[Dataset, Dataset, list, list]:
+    """The rMD17 configurations found in the CCSD files, or in `ccsd` where it is given (cheap,
+    ccsd: partners at the same positions of the two), each cheap one's rotation onto its
+    partner, and each partner's index in the CCSD files (the first file first) or in `ccsd`."""
+    if ccsd is None:
+        ccsd = Dataset([c for name in CCSD[molecule] for c in read_dataset(data_dir / name)])
     cheap = Dataset([c for f in sorted(data_dir.glob(f"rmd17_{molecule}_*.npz")) for c in read_dataset(f, labels=labels)])
     pairs = matching_pairs(cheap, ccsd)
     rotations = [superimposing_rotation(cheap[i].positions, ccsd[j].positions) for i, j in pairs]

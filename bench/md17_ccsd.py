@@ -32,6 +32,12 @@ fitted to many configurations averages out; ``scale``, the forces of the FRACTIO
 highest cheap energies multiplied by 1 + SIZE (label set e.g. ``new+0.25scale0.5``): a
 systematic error in one region of configuration space — distorted geometries, where a cheap
 method is most often wrong — that a model learns.
+``--correct-bonds X H`` asks whether one bond's label error matters: it removes the cheap
+labels' mean offset along the bond X-H (label set e.g. ``old+bond9-13``), measured at the
+rMD17 geometries that are among the accurate training labels (bench/label_bias.py's
+``--bonds`` table), from energies and forces alike (E + c·r_XH), so the labels stay
+conservative; the offsets are recorded in each row (aspirin's acid O-H, whose MD failures
+docs/benchmarks.md's stability section traces).
 Every run is repeated for each of ``--seeds`` (model initialisation and batch order; the
 data splits stay) and each cheap label set of ``--labels``; the table gives the mean over
 seeds with the seeds' range.
@@ -51,6 +57,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from docs_section import report
+from label_bias import bond_offsets, shared_pairs
 from mace_peer import model_errors, run_train, write_extxyz
 from overrides import key_values
 
@@ -144,10 +151,51 @@ def corrupted(pool: Dataset, fraction: float, size: float, kind: str = "noise") 
                    pool.source, dict(pool.source_units)), np.sort(bad)
 
 
-def label_set(labels: str, corrupt: list[float] | None, kind: str = "noise") -> str:
-    """A cheap label set's name in the results: "new", "old", or e.g. "new+0.25x1" (25 % with
-    noise of 1 eV/Å) and "new+0.25scale0.5" (the highest-energy 25 % with forces × 1.5)."""
-    return labels if not corrupt else f"{labels}+{corrupt[0]:g}{CORRUPT_KINDS[kind]}{corrupt[1]:g}"
+def label_set(labels: str, corrupt: list[float] | None, kind: str = "noise",
+              bonds: list[tuple[int, int]] | None = None) -> str:
+    """A cheap label set's name in the results: "new", "old", e.g. "new+0.25x1" (25 % with
+    noise of 1 eV/Å) and "new+0.25scale0.5" (the highest-energy 25 % with forces × 1.5), or
+    e.g. "old+bond9-13" (the offset along the bond 9-13 removed, --correct-bonds)."""
+    if corrupt:
+        return f"{labels}+{corrupt[0]:g}{CORRUPT_KINDS[kind]}{corrupt[1]:g}"
+    return labels + "".join(f"+bond{x}-{h}" for x, h in bonds or [])
+
+
+def measured_bond_offsets(data_dir: Path, molecule: str, labels: str, accurate: Dataset,
+                          bonds: list[tuple[int, int]]) -> tuple[np.ndarray, int]:
+    """The cheap labels' force offset on each bond's H along the bond (eV/Å, bench/label_bias.py's
+    bond_offsets), the median over the rMD17 geometries that are also among `accurate` (a run's
+    accurate training labels, so that no validation or test label is used), and their count."""
+    cheap, partners, rotations, _ = shared_pairs(data_dir, molecule, labels, ccsd=accurate)
+    if not len(partners):
+        raise ValueError(f"no {molecule} rMD17 geometry is among the {len(accurate)} accurate training "
+                         "configurations: the bond offsets cannot be measured")
+    offsets = bond_offsets(np.array([a.positions for a in partners]),
+                           np.array([c.forces @ r for c, r in zip(cheap, rotations)]),
+                           np.array([a.forces for a in partners]), bonds)
+    return np.median(offsets, axis=0), len(partners)
+
+
+def bond_corrected(pool: Dataset, bonds: list[tuple[int, int]], offsets_eV_per_A: np.ndarray) -> Dataset:
+    """`pool` with a constant offset c removed from each bond X-H, consistently in energy and
+    forces: E' = E + c·r_XH, so F'_H = F_H − c·u and F'_X = F_X + c·u (u the unit vector from X
+    to H); the forces stay the exact negative gradient of the energy and sum to the same total."""
+    numbers = pool[0].numbers
+    for x, h in bonds:
+        if not (0 <= x < len(numbers) and 0 <= h < len(numbers)) or numbers[h] != 1:
+            raise ValueError(f"bond {x}-{h}: expected atom indices below {len(numbers)} with a hydrogen second")
+
+    def corrected(c):
+        energy, forces = c.energy, c.forces.copy()
+        for (x, h), offset in zip(bonds, offsets_eV_per_A):
+            vector = c.positions[h] - c.positions[x]
+            length = np.linalg.norm(vector)
+            energy += offset * length
+            forces[h] -= offset * vector / length
+            forces[x] += offset * vector / length
+        return c.with_(energy=energy, forces=forces)
+
+    return Dataset([corrected(c) for c in pool], pool.source, dict(pool.source_units))
 
 
 def stage_fits(spec: dict) -> tuple[dict, dict]:
@@ -211,7 +259,8 @@ def run_one(spec: dict, data: dict, args) -> list[dict]:
     final, paths = run_stages(config, Splits(train, data["val"], cheap if n else None, cheap_val if n else None, more),
                               progress=args.progress, resume=True)
     seconds = time.perf_counter() - start
-    base = {**spec, "seconds": round(seconds, 1), "peak_rss_MB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    base = {**spec, **data.get("correction", {}), "seconds": round(seconds, 1),
+            "peak_rss_MB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     if spec["method"] == "asteroid":
         base["gamma_search"] = json.loads((out / "gamma_search.json").read_text())
     rows = [{**base, **_errors(final, data["test"])}]
@@ -252,7 +301,8 @@ def planned(args) -> list[dict]:
     for molecule, backend, seed in itertools.product(args.molecules, args.backends, args.seeds):
         common = {"molecule": molecule, "backend": backend, "seed": seed, "epochs": args.epochs,
                   **({"fit": args.fit} if args.fit else {}), **({"accurate_fit": args.accurate_fit} if args.accurate_fit else {})}
-        for method, labels in itertools.product(args.methods, [label_set(x, args.corrupt, args.corrupt_kind) for x in args.labels]):
+        label_sets = [label_set(x, args.corrupt, args.corrupt_kind, args.correct_bonds) for x in args.labels]
+        for method, labels in itertools.product(args.methods, label_sets):
             sizes = [max(args.cheap_sizes)] if method == "score_matching" else args.cheap_sizes
             if method == "mace_torch_finetune" and backend != "mace":
                 continue  # the peer trains MACE only
@@ -478,6 +528,10 @@ def arguments(argv=None) -> argparse.Namespace:
     parser.add_argument("--corrupt-kind", choices=list(CORRUPT_KINDS), default="noise",
                         help="noise: Gaussian noise of SIZE eV/Å on a random FRACTION; scale: forces × (1 + SIZE) "
                              "on the FRACTION with the highest cheap energies")
+    parser.add_argument("--correct-bonds", nargs="+", type=int, metavar="X H",
+                        help="remove the cheap labels' offset along these X-H bonds (pairs of atom indices), "
+                             "measured at the rMD17 geometries among the accurate training labels, from energy and "
+                             "forces alike (label set e.g. old+bond9-13): does that one bond's label error matter?")
     parser.add_argument("--fit", nargs="*", default=[], metavar="KEY=VALUE",
                         help="override recipe keys in every stage, e.g. rho=0.1 (values read as YAML)")
     parser.add_argument("--accurate-fit", nargs="*", default=[], metavar="KEY=VALUE",
@@ -493,6 +547,12 @@ def arguments(argv=None) -> argparse.Namespace:
     parser.add_argument("--progress", action="store_true")
     args = parser.parse_args(argv)
     args.fit, args.accurate_fit = key_values(args.fit), key_values(args.accurate_fit)
+    if args.correct_bonds:
+        if len(args.correct_bonds) % 2:
+            parser.error(f"--correct-bonds takes pairs of atom indices (X H), got {len(args.correct_bonds)} numbers")
+        if args.corrupt:
+            parser.error("--correct-bonds and --corrupt are two different label sets: give one of them")
+        args.correct_bonds = [tuple(args.correct_bonds[i:i + 2]) for i in range(0, len(args.correct_bonds), 2)]
     return args
 
 
@@ -514,8 +574,16 @@ def main(argv=None) -> int:
             pool = cheap_pool(args.data_dir, spec["molecule"], ccsd, cache, labels=labels.split("+")[0])
             if args.corrupt:
                 pool, _ = corrupted(pool, *args.corrupt, args.corrupt_kind)
+            correction = {}
+            if args.correct_bonds:
+                offsets, shared = measured_bond_offsets(args.data_dir, spec["molecule"], labels.split("+")[0],
+                                                        accurate_train(train, min(args.accurate_sizes)), args.correct_bonds)
+                pool = bond_corrected(pool, args.correct_bonds, offsets)
+                correction = {"bond_correction": {"bonds": args.correct_bonds, "offsets_eV_per_A": offsets.tolist(),
+                                                  "shared_training_geometries": shared}}
+                print(f"bond offsets removed from the cheap labels: {correction['bond_correction']}", file=sys.stderr)
             data = {(spec["molecule"], labels): dict(train=train, val=val, test=test,
-                                                     pool=pool, cache=cache)}
+                                                     pool=pool, cache=cache, correction=correction)}
         print(f"run {spec}", file=sys.stderr, flush=True)
         for row in run_one(spec, data[(spec["molecule"], labels)], args):
             with open(args.results, "a") as handle:
