@@ -301,7 +301,8 @@ def score_diagnostic(rows: list[dict], data: dict, cheap: Dataset, args) -> list
 
 
 def plot(rows: list[dict], path: Path) -> None:
-    """Log-log learning curves, one panel per molecule; random's min–max band shaded."""
+    """Log-log learning curves, one panel per molecule, a strategy the same colour in each;
+    random's min–max band shaded."""
     from ase_asteroid.figures import pyplot, save_figure
 
     plt, found = pyplot(), curves(rows)
@@ -312,9 +313,10 @@ def plot(rows: list[dict], path: Path) -> None:
             if m != molecule:
                 continue
             n, mean, low, high = (np.array(column) for column in list(zip(*curve))[:4])
-            line, = ax.plot(n, mean, "o-", label=strategy)
+            color = f"C{STRATEGIES.index(strategy)}"  # one colour per strategy in every panel
+            ax.plot(n, mean, "o-", color=color, label=strategy)
             if strategy == "random":
-                ax.fill_between(n, low, high, color=line.get_color(), alpha=0.2)
+                ax.fill_between(n, low, high, color=color, alpha=0.2)
         ax.set(xscale="log", yscale="log", xlabel="accurate labels", ylabel="test force MAE, kcal/mol/Å",
                title=molecule)
         counts = sorted({c[0] for (m, _), curve in found.items() if m == molecule for c in curve})
@@ -347,8 +349,9 @@ def parse_args(argv):
     parser.add_argument("--write", type=Path, help="update this markdown file's acquisition section")
     parser.add_argument("--table-only", action="store_true", help="only render the table of the results file")
     parser.add_argument("--score-diagnostic", action="store_true",
-                        help="add what the bias and committee scores rank: their correlation with the round "
-                             "models' own errors and with the cheap labels' errors (loads the models from runs/)")
+                        help="also write what the bias and committee scores rank: their correlation with the "
+                             "round models' own errors and with the cheap labels' errors (loads the models from "
+                             "runs/; section acquisition-scores, apart from the table's)")
     parser.add_argument("--progress", action="store_true")
     args = parser.parse_args(argv)
     if args.rounds != sorted(set(args.rounds)) or args.rounds[0] < 1:
@@ -396,13 +399,16 @@ def main(argv=None) -> int:
         plot(rows, args.figure)
     command = "python bench/acquisition.py " + " ".join(argv if argv is not None else sys.argv[1:])
     text = table(rows, args) + (f"\n\n![learning curves]({Path('figures') / args.figure.name})" if rows else "")
+    report(text, "acquisition", command, args.write)
+    diagnostics = []
     for molecule in args.molecules if args.score_diagnostic else []:
         scored = [r for r in rows if r["molecule"] == molecule and r["strategy"] in ("bias", "committee")]
         if scored:
             split = protocol_data(args.data_dir, molecule, args.pool, args.val, args.test_size)
             cheap = cheap_pool(split, molecule, args.results.parent)
-            text += "\n\n" + "\n".join(score_diagnostic(scored, split, cheap, args))
-    report(text, "acquisition", command, args.write)
+            diagnostics.append("\n".join(score_diagnostic(scored, split, cheap, args)))
+    if diagnostics:  # a section of its own: it needs the round models in runs/, the table above does not
+        report("\n\n".join(diagnostics), "acquisition-scores", command, args.write)
     return 0
 
 

@@ -85,6 +85,9 @@ def test_acquisition_bench_writes_rows_table_and_figure_and_a_rerun_skips_finish
     for strategy, cells in lines.items():
         assert cells[2:4] == ["4", "16"]  # trained on 4 labels, 16 of the 20 acquirable not
         assert float(cells[4]) > 0 and float(cells[5]) > 0  # a score and a model error, eV/Å
+    assert bench.main(argv + ["--table-only"]) == 0  # the table alone leaves the scores' own section as it was
+    assert markdown.read_text().count("What the scores rank") == 1
+    assert markdown.read_text().split("What the scores rank")[1] == diagnostic
     assert results.read_text().count("\n") == len(rows)
 
 
