@@ -372,8 +372,10 @@ def table(rows: list[dict], args) -> str:
              f"recipes (docs/training.md; a run's overrides in brackets after its method), float32, γ grid {_grid(args)} (chosen by validation after "
              f"fine-tuning). Models: {', '.join(f'{k} {v[0]}' for k, v in MODELS.items())}. Wall time on this "
              "2-core machine, one thread per run.", "",
-             "Cheap labels: new = rMD17 PBE/def2-SVP, old = the original MD17 PBE+vdW-TS. With several seeds "
-             "(model initialisation and batch order), the force MAE is their mean [min–max].", "",
+             "Cheap labels: new = rMD17 PBE/def2-SVP, old = the original MD17 PBE+vdW-TS; +bondX-H: with their mean "
+             "offset along that bond removed (--correct-bonds), +0.25x1 and the like: corrupted (--corrupt). With "
+             "several seeds (model initialisation and batch order), the force MAE is their mean [min–max] and "
+             "the time their mean.", "",
              "| molecule | model | method | accurate | cheap | labels | epochs | seeds | force MAE kcal/mol/Å (meV/Å) | "
              "vs standard | energy MAE meV | γ | time min |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     rows = mean_over_seeds(rows)
