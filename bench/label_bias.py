@@ -110,6 +110,14 @@ def bond_offsets(positions: np.ndarray, cheap_forces: np.ndarray, accurate_force
     return np.einsum("cbk,cbk->cb", (cheap_forces - accurate_forces)[:, h], unit)
 
 
+def shared_bond_offsets(cheap: Dataset, ccsd: Dataset, rotations: list, bonds: list[tuple[int, int]]) -> np.ndarray:
+    """bond_offsets (configurations × bonds, eV/Å) of shared_pairs' partners, the cheap forces
+    rotated into the CCSD frame."""
+    return bond_offsets(np.array([a.positions for a in ccsd]),
+                        np.array([c.forces @ r for c, r in zip(cheap, rotations)]),
+                        np.array([a.forces for a in ccsd]), bonds)
+
+
 def bond_table(molecules: list[str], labels: list[str], data_dir: Path) -> str:
     lines = ["Cheap minus CCSD force on each X-H bond's H along the bond (X → H), eV/Å, at the geometries "
              "shared with the CCSD files: median [min, max] over them. Positive: the cheap labels push the H "
@@ -118,11 +126,9 @@ def bond_table(molecules: list[str], labels: list[str], data_dir: Path) -> str:
     for molecule in molecules:
         for label in labels:
             cheap, ccsd, rotations, _ = shared_pairs(data_dir, molecule, label)
-            positions = np.array([a.positions for a in ccsd])
             numbers = ccsd[0].numbers
-            bonds = hydrogen_bonds(numbers, positions[0])
-            offsets = bond_offsets(positions, np.array([c.forces @ r for c, r in zip(cheap, rotations)]),
-                                   np.array([a.forces for a in ccsd]), bonds)
+            bonds = hydrogen_bonds(numbers, ccsd[0].positions)
+            offsets = shared_bond_offsets(cheap, ccsd, rotations, bonds)
             for (x, h), column in zip(bonds, offsets.T):
                 lines.append(f"| {molecule} | {label} ({LABELS[label]}) | {len(ccsd)} | {element_symbol(numbers[x])}{x}-H{h} | "
                              f"{np.median(column):+.3f} [{column.min():+.3f}, {column.max():+.3f}] |")

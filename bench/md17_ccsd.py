@@ -57,7 +57,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from docs_section import report
-from label_bias import bond_offsets, shared_pairs
+from label_bias import shared_bond_offsets, shared_pairs
 from mace_peer import model_errors, run_train, write_extxyz
 from overrides import key_values
 
@@ -164,16 +164,13 @@ def label_set(labels: str, corrupt: list[float] | None, kind: str = "noise",
 def measured_bond_offsets(data_dir: Path, molecule: str, labels: str, accurate: Dataset,
                           bonds: list[tuple[int, int]]) -> tuple[np.ndarray, int]:
     """The cheap labels' force offset on each bond's H along the bond (eV/Å, bench/label_bias.py's
-    bond_offsets), the median over the rMD17 geometries that are also among `accurate` (a run's
+    shared_bond_offsets), the median over the rMD17 geometries that are also among `accurate` (a run's
     accurate training labels, so that no validation or test label is used), and their count."""
     cheap, partners, rotations, _ = shared_pairs(data_dir, molecule, labels, ccsd=accurate)
     if not len(partners):
         raise ValueError(f"no {molecule} rMD17 geometry is among the {len(accurate)} accurate training "
                          "configurations: the bond offsets cannot be measured")
-    offsets = bond_offsets(np.array([a.positions for a in partners]),
-                           np.array([c.forces @ r for c, r in zip(cheap, rotations)]),
-                           np.array([a.forces for a in partners]), bonds)
-    return np.median(offsets, axis=0), len(partners)
+    return np.median(shared_bond_offsets(cheap, partners, rotations, bonds), axis=0), len(partners)
 
 
 def bond_corrected(pool: Dataset, bonds: list[tuple[int, int]], offsets_eV_per_A: np.ndarray) -> Dataset:
