@@ -303,8 +303,10 @@ def planned(args) -> list[dict]:
             sizes = [max(args.cheap_sizes)] if method == "score_matching" else args.cheap_sizes
             if method == "mace_torch_finetune" and backend != "mace":
                 continue  # the peer trains MACE only
-            runs += [{**common, "method": method, "cheap": n, "accurate": accurate, "labels": labels,
+            specs = [{**common, "method": method, "cheap": n, "accurate": accurate, "labels": labels,
                       "pretrain_epochs": pretrain_epochs(args, n)} for accurate in args.accurate_sizes for n in sizes]
+            runs += [{**s, "joint_epochs": matched_joint_epochs(s)} if method.startswith("multi_head") else s
+                     for s in specs]
         runs += [{**common, "method": "standard", "cheap": 0, "accurate": n, "labels": "-", "pretrain_epochs": 0}  # the baselines last
                  for n in args.standard_sizes]
     return runs
@@ -313,13 +315,13 @@ def planned(args) -> list[dict]:
 def key(row: dict) -> tuple:
     """What makes a run (the seed last): rows written before seeds and label sets were recorded
     are seed 0 and "new"; the epochs of its accurate stage and of its pre-training (none without
-    cheap data) are part of it, so that a shorter run neither stands in for a longer one nor is
-    averaged with it."""
+    cheap data) are part of it, and so are a multi-head run's joint epochs, so that a shorter run
+    neither stands in for a longer one nor is averaged with it."""
     labels = "-" if row["method"] == "standard" else row.get("labels", "new")
     return (row["molecule"], row["backend"], row["method"], row["cheap"],
             row.get("accurate", 250 if row["method"] == "standard" else 200), labels,
             row.get("epochs"), row.get("pretrain_epochs") if row["cheap"] else 0, recipe_changes(row),
-            row.get("seed", 0))
+            joint_epochs(row) if row["method"].startswith("multi_head") else 0, row.get("seed", 0))
 
 
 def curve(row: dict) -> tuple:
@@ -327,13 +329,30 @@ def curve(row: dict) -> tuple:
     return row["molecule"], row["backend"], row["epochs"]
 
 
-def joint_epochs(spec: dict) -> int:
-    """Epochs of a multi-head run's one joint stage (the cheap configurations once and the accurate
-    ones 4× per epoch): as many configuration visits as the two-stage runs' pre-training and
-    accurate stage together."""
-    accurate = spec["accurate"]
+def matched_joint_epochs(spec: dict) -> int:
+    """Epochs of a multi-head run's one joint stage (each cheap head's configurations once and the
+    accurate ones 4× per epoch; multi_head3's third head brings N more) that give it as many
+    configuration visits as the two-stage runs' pre-training and accurate stage together."""
+    accurate, heads = spec["accurate"], 2 if spec["method"] == "multi_head3" else 1
     visits = spec["pretrain_epochs"] * spec["cheap"] + spec["epochs"] * accurate
-    return max(1, round(visits / (spec["cheap"] + 4 * accurate)))
+    return max(1, round(visits / (heads * spec["cheap"] + 4 * accurate)))
+
+
+def joint_epochs(spec: dict) -> int:
+    """The joint stage's epochs a multi-head run was planned with (recorded as "joint_epochs");
+    rows from before they were recorded counted the cheap configurations of one head only, which
+    gave multi_head3 runs 1.8× the visits of the others (14 epochs of 4000 + 4000 + 4 × 200)."""
+    if "joint_epochs" in spec:
+        return spec["joint_epochs"]
+    return matched_joint_epochs({**spec, "method": "multi_head"})
+
+
+def joint_visits_text(row: dict) -> str:
+    """The table's epochs cell of a multi-head row."""
+    stages = f"{row['pretrain_epochs']} + {row['epochs']}"
+    ratio = joint_epochs(row) / matched_joint_epochs(row)
+    matched = "visits of" if abs(ratio - 1) < 0.1 else f"{ratio:.1f}× the visits of"
+    return f"{joint_epochs(row)} joint ({matched} {stages})"
 
 
 def pretrain_epochs(args, n_cheap: int) -> int:
@@ -387,9 +406,10 @@ def table(rows: list[dict], args) -> str:
         minutes = "(in asteroid)" if r["method"] == "standard" and r["accurate"] == 200 else f"{r['seconds'] / 60:.1f}"
         epochs = f"{r['pretrain_epochs']} + {r['epochs']}" if r["cheap"] else f"{r['epochs']}"
         if r["method"].startswith("multi_head"):
-            epochs = f"{joint_epochs(r)} joint (visits of {epochs})"
+            epochs = joint_visits_text(r)
+        cheap = f"{r['cheap']} + {r['cheap']} {OTHER[r['labels'].split('+')[0]]}" if r["method"] == "multi_head3" else r["cheap"]
         method = f"{r['method']} ({recipe_changes(r)})" if recipe_changes(r) else r["method"]
-        lines.append(f"| {r['molecule']} | {r['backend']} | {method} | {r['accurate']} | {r['cheap']} | "
+        lines.append(f"| {r['molecule']} | {r['backend']} | {method} | {r['accurate']} | {cheap} | "
                      f"{r['labels']} | {epochs} | {r['seeds']} | {r['force_mae_kcal_per_mol_A']:.3f}{spread} "
                      f"({r['force_mae_meV_per_A']:.1f}) | {ratio} | "
                      f"{r['energy_mae_meV']:.1f} | {gamma} | {minutes} |")

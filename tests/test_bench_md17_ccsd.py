@@ -106,6 +106,19 @@ def test_the_table_gives_a_multi_head_run_its_joint_epochs():
     assert "| 14 joint (visits of 10 + 140) |" in line
 
 
+def test_multi_head3_gets_the_visits_of_the_others_and_older_rows_keep_their_own():
+    bench = bench_module("md17_ccsd")
+    args = bench.arguments(["--molecules", "ethanol", "--backends", "mace", "--methods", "multi_head", "multi_head3",
+                            "--labels", "old", "--cheap-sizes", "4000", "--standard-sizes", "--epochs", "140"])
+    two, three = bench.planned(args)
+    assert (two["joint_epochs"], three["joint_epochs"]) == (14, 8)  # 68 000 visits / (4000 + 4000 + 4 × 200)
+    older = {k: v for k, v in three.items() if k != "joint_epochs"}  # run before the epochs were recorded: 14
+    assert bench.joint_epochs(older) == 14 and bench.key(older) != bench.key(three)
+    table = bench.table([_row(three, 0.21), _row(older, 0.22)], _args(140)).splitlines()
+    assert any("| 4000 + 4000 new | old | 8 joint (visits of 10 + 140) |" in x for x in table)
+    assert any("| 4000 + 4000 new | old | 14 joint (1.8× the visits of 10 + 140) |" in x for x in table)
+
+
 def test_accurate_fit_overrides_the_accurate_stage_and_leaves_pre_training_alone():
     bench = bench_module("md17_ccsd")
     args = bench.arguments(["--molecules", "aspirin", "--backends", "mace", "--methods", "pretrain_finetune",
