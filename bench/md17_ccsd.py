@@ -82,6 +82,12 @@ SM_TEMPERATURE_K = 500.0
 OTHER = {"new": "old", "old": "new"}  # multi_head3's third head: the other label set of the rMD17 files
 
 
+def third_head_labels(labels: str) -> str:
+    """The label set of a multi_head3 run's third head: the other rMD17 set than `labels` (a
+    label set such as "old+bond9-13" names its base set first)."""
+    return OTHER[labels.split("+")[0]]
+
+
 def accurate_splits(data_dir: Path, molecule: str) -> tuple[Dataset, Dataset, Dataset, Dataset]:
     """training pool (a run on n accurate labels takes its first n: perm[:250], then
     perm[300:500], or perm[300:] where the test set is a file of its own), val, test, and
@@ -236,7 +242,7 @@ def run_one(spec: dict, data: dict, args) -> list[dict]:
     if method.startswith("multi_head"):  # one joint stage, as many configuration visits as the others' stages
         fit = {**fit, "epochs": joint_epochs(spec)}
         if method == "multi_head3":  # a third fidelity: the other rMD17 label set, on other geometries
-            other = cheap_pool(args.data_dir, spec["molecule"], None, data["cache"], labels=OTHER[spec["labels"].split("+")[0]])
+            other = cheap_pool(args.data_dir, spec["molecule"], None, data["cache"], labels=third_head_labels(spec["labels"]))
             more = (other.subset(cheap_perm[n:2 * n]),)
         method = "multi_head"
     config = TrainConfig(method=method, accurate=DataSpec(ACCURATE[spec["molecule"]]), model=model,
@@ -407,7 +413,7 @@ def table(rows: list[dict], args) -> str:
         epochs = f"{r['pretrain_epochs']} + {r['epochs']}" if r["cheap"] else f"{r['epochs']}"
         if r["method"].startswith("multi_head"):
             epochs = joint_visits_text(r)
-        cheap = f"{r['cheap']} + {r['cheap']} {OTHER[r['labels'].split('+')[0]]}" if r["method"] == "multi_head3" else r["cheap"]
+        cheap = f"{r['cheap']} + {r['cheap']} {third_head_labels(r['labels'])}" if r["method"] == "multi_head3" else r["cheap"]
         method = f"{r['method']} ({recipe_changes(r)})" if recipe_changes(r) else r["method"]
         lines.append(f"| {r['molecule']} | {r['backend']} | {method} | {r['accurate']} | {cheap} | "
                      f"{r['labels']} | {epochs} | {r['seeds']} | {r['force_mae_kcal_per_mol_A']:.3f}{spread} "
