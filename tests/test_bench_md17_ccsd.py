@@ -119,6 +119,21 @@ def test_multi_head3_gets_the_visits_of_the_others_and_older_rows_keep_their_own
     assert any("| 4000 + 4000 new | old | 14 joint (1.8× the visits of 10 + 140) |" in x for x in table)
 
 
+def test_sample_efficiency_compares_only_rows_trained_as_long_as_the_others():
+    bench = bench_module("md17_ccsd")
+    args = bench.arguments(["--molecules", "ethanol", "--backends", "mace", "--methods", "multi_head3",
+                            "--labels", "old", "--cheap-sizes", "4000", "--standard-sizes", "250", "450",
+                            "--epochs", "140"])
+    matched = bench.planned(args)[0]
+    longer = {k: v for k, v in matched.items() if k != "joint_epochs"}  # 14 joint epochs: 1.8× the visits
+    standard = [{**matched, "method": "standard", "cheap": 0, "labels": "-", "pretrain_epochs": 0, "accurate": n}
+                for n in (250, 450)]
+    rows = [_row(standard[0], 0.36), _row(standard[1], 0.24), _row(matched, 0.30), _row(longer, 0.20)]
+    line = " ".join(bench.sample_efficiency(rows))
+    assert "at 0.300 kcal/mol/Å" in line and "0.200" not in line  # the longer run's 0.20 is not the cheap labels' gain
+    assert bench.sample_efficiency(rows[:2] + rows[3:]) == []  # the longer run alone: no claim at all
+
+
 def test_accurate_fit_overrides_the_accurate_stage_and_leaves_pre_training_alone():
     bench = bench_module("md17_ccsd")
     args = bench.arguments(["--molecules", "aspirin", "--backends", "mace", "--methods", "pretrain_finetune",
