@@ -43,19 +43,18 @@ the largest count (log-log interpolation between rounds; "not reached" if it is 
 a log-log learning-curve figure (``--figure``).
 
 Cost: training dominates; every round runs the recipe's full 100 epochs (plateau schedule,
-no early stopping), about 0.075 s per training label per epoch on one thread (measured on
-this 2-core machine while two other benchmarks used both cores: ethanol, MACE as above,
-``--epochs 3 --rounds 20 40``: epochs 2-3 took 1.5 s with 20 labels and 2.9-3.0 s with 40,
-each with the 50 validation configurations; the slope is 0.073 s per label). Per molecule
-at the defaults a run trains on 50 + 100 + 150 + 200 + 250 = 750 labels over its rounds:
-random 3 × 750, fps-geometry, fps-model and bias 700 each (round 0 shared), committee
-700 + 2 × 750 = 6550 label-epochs per epoch, so ≈ 6550 × 100 × 0.075 s ≈ 14 h per molecule
-and ≈ 27 h of one core for both. The two molecules can run as two processes
-(``--molecules ethanol`` and ``--molecules malonaldehyde``, the same ``--results`` file:
-rows are single appended lines), ≈ 14 h of wall time on two free cores; do not split one
-molecule's strategies across processes (they share round 0's model folder). Selection, the
-test evaluations and the GFN2-xTB labels of 2 × 450 configurations take minutes. ``--epochs
-N`` scales the cost by N/100 (and changes the recipe, so say so with the numbers).
+no early stopping). Measured in the benchmark's runs (docs/acquisition.md, one thread per
+run, two runs on this 2-core machine): about 0.035 s per training label per epoch at 250
+labels; a strategy's five rounds (50 + 100 + 150 + 200 + 250 = 750 labels) take 31-50 min,
+a committee of 3 about three times that (its extra members train on the same labels).
+Per molecule: random 3 × 750, fps-geometry, fps-model and bias 700 each (round 0 shared),
+committee 700 + 2 × 750 = 6550 label-epochs per epoch, ≈ 6 CPU-hours at the defaults. The
+two molecules can run as two processes (``--molecules ethanol`` and ``--molecules
+malonaldehyde``, the same ``--results`` file: rows are single appended lines); do not split
+one molecule's strategies across processes before round 0 has finished (they share round
+0's model folder). Selection, the test evaluations and the GFN2-xTB labels of 450
+configurations take minutes. ``--epochs N`` scales the cost by N/100 (and changes the
+recipe, so say so with the numbers).
 ``--pool``, ``--val`` and ``--test-size`` shrink the protocol for smoke tests only.
 """
 
