@@ -359,11 +359,15 @@ def visits_ratio(row: dict) -> float:
     return joint_epochs(row) / matched_joint_epochs(row) if row["method"].startswith("multi_head") else 1.0
 
 
+def trained_as_long_as_the_others(row: dict) -> bool:
+    """Whether a row had the configuration visits of the two-stage runs on its curve (within 10 %)."""
+    return abs(visits_ratio(row) - 1) < 0.1
+
+
 def joint_visits_text(row: dict) -> str:
     """The table's epochs cell of a multi-head row."""
     stages = f"{row['pretrain_epochs']} + {row['epochs']}"
-    ratio = visits_ratio(row)
-    matched = "visits of" if abs(ratio - 1) < 0.1 else f"{ratio:.1f}× the visits of"
+    matched = "visits of" if trained_as_long_as_the_others(row) else f"{visits_ratio(row):.1f}× the visits of"
     return f"{joint_epochs(row)} joint ({matched} {stages})"
 
 
@@ -445,7 +449,7 @@ def sample_efficiency(rows: list[dict]) -> list[str]:
         standard = sorted((r["accurate"], r["force_mae_kcal_per_mol_A"]) for r in rows
                           if (curve(r), r["method"]) == (group, "standard"))
         best = min((r for r in rows if (curve(r), r["accurate"]) == (group, 200) and r["method"] in ours
-                    and abs(visits_ratio(r) - 1) < 0.1), key=lambda r: r["force_mae_kcal_per_mol_A"], default=None)
+                    and trained_as_long_as_the_others(r)), key=lambda r: r["force_mae_kcal_per_mol_A"], default=None)
         if best is None or len(standard) < 2:
             continue
         target = best["force_mae_kcal_per_mol_A"]
