@@ -255,7 +255,13 @@ def reach_table(rows: list[dict]) -> list[str]:
             if m != molecule:
                 continue
             needed = labels_to_reach(curve, target)
-            text = "not reached" if needed is None else f"{needed:.0f}"
+            last = curve[-1][0]
+            if needed is not None:
+                text = f"{needed:.0f}"
+            elif last < n_max:  # an interrupted chain has not failed: it has not been run that far
+                text = f"not reached (run to {last} of {n_max})"
+            else:
+                text = "not reached"
             ratio = "-" if needed is None else f"{n_max / needed:.2f}×"
             lines.append(f"| {molecule} | {target:.3f} (N = {n_max}) | {strategy} | {text} | {ratio} |")
     return lines + ["", "Issue 18's target: a strategy reaches random selection's 250-label error with ≤ 170 labels "

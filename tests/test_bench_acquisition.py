@@ -28,6 +28,19 @@ def test_labels_to_reach_interpolates_on_log_log_axes():
         np.exp(np.log(100) + np.log(1.5 / 2.5) / np.log(1.0 / 2.5) * np.log(1.5)))  # the first crossing counts
 
 
+def test_reach_table_tells_an_unfinished_chain_from_one_that_never_reaches_random():
+    bench = _bench()
+    row = {"molecule": "m", "seed": 0, "force_mae_meV_per_A": 1.0, "seconds": 1.0}
+    errors = {"random": [2.0, 1.0, 0.8], "fps-model": [2.0, 0.9, 0.7], "bias": [2.0, 1.2, 0.9], "committee": [2.0, 1.1]}
+    rows = [{**row, "strategy": s, "accurate": n, "force_mae_kcal_per_mol_A": e}
+            for s, curve in errors.items() for n, e in zip((50, 100, 150), curve)]
+    lines = {line.split(" | ")[2]: line for line in bench.reach_table(rows) if line.startswith("| m |")}
+    assert "| not reached | - |" in lines["bias"]  # run to 150 like random, never at 0.8
+    assert "| not reached (run to 100 of 150) | - |" in lines["committee"]
+    needed = np.exp(np.log(100) + np.log(0.8 / 0.9) / np.log(0.7 / 0.9) * np.log(1.5))
+    assert f"| fps-model | {needed:.0f} | {150 / needed:.2f}× |" in lines["fps-model"]
+
+
 @pytest.mark.skipif(not SHARED_MD17.is_dir(), reason="../shared/data/md17 not present")
 def test_acquisition_bench_writes_rows_table_and_figure_and_a_rerun_skips_finished_rounds(tmp_path, monkeypatch):
     pytest.importorskip("tblite")
