@@ -46,9 +46,10 @@ Cost: training dominates; every round runs the recipe's full 100 epochs (plateau
 no early stopping). Measured in the benchmark's runs (docs/acquisition.md, one thread per
 run, two runs on this 2-core machine): about 0.035 s per training label per epoch at 250
 labels; a strategy's five rounds (50 + 100 + 150 + 200 + 250 = 750 labels) take 31-50 min,
-a committee of 3 about three times that (its extra members train on the same labels).
-Per molecule: random 3 × 750, fps-geometry, fps-model and bias 700 each (round 0 shared),
-committee 700 + 2 × 750 = 6550 label-epochs per epoch, ≈ 6 CPU-hours at the defaults. The
+a committee of 3 about 2.5 times that (its extra members train on the same labels, except
+in the last round, which picks nothing). Per molecule: random 3 × 750, fps-geometry,
+fps-model and bias 700 each (round 0 shared), committee 700 + 2 × 500 = 5700 label-epochs per
+epoch, ≈ 5.5 CPU-hours at the defaults. The
 two molecules can run as two processes (``--molecules ethanol`` and ``--molecules
 malonaldehyde``, the same ``--results`` file: rows are single appended lines); do not split
 one molecule's strategies across processes before round 0 has finished (they share round
@@ -132,9 +133,10 @@ def run_folder(args, molecule: str, strategy: str, seed: int, n: int, first: boo
 
 
 def round_models(args, chain: dict, labelled: list[int], n: int, first: bool) -> tuple[list, int]:
-    """The round's model(s): one, or the committee (the first model and k = 1.. more with seed + 100 k)."""
+    """The round's model(s): one, or the committee (the first model and k = 1.. more with seed + 100 k).
+    The last round's committee is its first model alone: the others would only pick a next round."""
     folder = run_folder(args, chain["molecule"], chain["strategy"], chain["seed"], n, first)
-    count = args.committee if chain["strategy"] == "committee" else 1
+    count = args.committee if chain["strategy"] == "committee" and n != args.rounds[-1] else 1
     models = []
     for k in range(count):
         model, epochs = train(labelled, chain["data"], folder / f"member{k}" if k else folder,

@@ -65,6 +65,9 @@ def test_acquisition_bench_writes_rows_table_and_figure_and_a_rerun_skips_finish
     assert "<!-- begin acquisition -->" in text and "| ethanol | random | 8 | 2 |" in text
     assert "| ethanol | committee | 8 | 1 |" in text and "labels needed" in text
     assert figure.stat().st_size > 0
+    runs = tmp_path / "runs"
+    assert (runs / "ethanol_egnn_start_seed0_n4" / "member1").is_dir()  # the committee that picks round 2
+    assert not (runs / "ethanol_egnn_committee_seed0_n8" / "member1").exists()  # the last round picks nothing
 
     calls = []
     original = bench.run_stages
