@@ -227,7 +227,8 @@ def table(rows: list[dict], args) -> str:
              f"CCSD(T) labels; {args.model} {MODELS[args.model]}, float32, the default recipe from scratch each "
              f"round ({rows[0]['epochs'] if rows else '-'} epochs), validation perm[{args.pool - args.val}:{args.pool}],"
              f" committee of {args.committee} models. With several seeds: mean "
-             "[min–max] over them. Time: training (committee: all its models) plus selection, one thread; "
+             "[min–max] over them. Time: training (committee: all its models, but one in the last round, which "
+             "picks nothing) plus selection, one thread; "
              "round 0 is trained once per seed and shared, so the other strategies' first row times only its "
              "loading.", "",
              "| molecule | strategy | labels | seeds | force MAE kcal/mol/Å | meV/Å | time min |",
